@@ -1,0 +1,236 @@
+"""Evaluation of retrievers and rerankers (Section 6.1, 6.5, App. B).
+
+- top-k recall, micro-averaged over mentions;
+- unnormalized accuracy (top-1 correct over ALL mentions) and normalized accuracy (top-1 correct among the
+  mentions whose gold is in the candidates), both macro-averaged over worlds;
+- the same per mention category (Zeshel's LOW_OVERLAP, MULTIPLE_CATEGORIES, ...).
+Retrieval is always restricted to each mention's own world.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .entity_index import EntityIndex, map_chunks_sharded
+from .tables import EntityTable, MentionTable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Ranking:
+    """Ranked candidates per mention: global entity rows and scores, best first (-1 pads short worlds)."""
+
+    rows: torch.Tensor  # [N, k] long
+    scores: torch.Tensor  # [N, k] float
+
+
+def linking_metrics(
+    gold: Sequence[str],
+    ranked: Sequence[Sequence[str]],
+    worlds: Sequence[str],
+    categories: Sequence[str] | None = None,
+    ks: Sequence[int] = (1, 64),
+) -> dict[str, float]:
+    """Recall@k (micro), normalized/unnormalized accuracy (macro over worlds), and per-category numbers.
+
+    `ranked[i]` is mention i's candidate ids, best first; its first element is the prediction. A mention with
+    an empty candidate list counts as wrong (never dropped).
+    """
+    if not len(gold) == len(ranked) == len(worlds):
+        raise ValueError(
+            f"gold ({len(gold)}), ranked ({len(ranked)}) and worlds ({len(worlds)}) differ in length"
+        )
+    n = len(gold)
+    if n == 0:
+        raise ValueError("no mentions to evaluate")
+    hit_at = {k: [g in list(r)[:k] for g, r in zip(gold, ranked, strict=True)] for k in ks}
+    top1 = [bool(r) and r[0] == g for g, r in zip(gold, ranked, strict=True)]
+    retrieved = [g in list(r) for g, r in zip(gold, ranked, strict=True)]
+    metrics = {f"recall@{k}": 100.0 * sum(h) / n for k, h in hit_at.items()}
+    metrics.update(_world_macro(top1, retrieved, worlds))
+    metrics["num_mentions"] = float(n)
+    if categories is not None:
+        for category in sorted(set(categories) - {""}):
+            idx = [i for i, c in enumerate(categories) if c == category]
+            kmax = max(ks)
+            metrics[f"{category}/recall@{kmax}"] = 100.0 * sum(hit_at[kmax][i] for i in idx) / len(idx)
+            metrics[f"{category}/accuracy"] = 100.0 * sum(top1[i] for i in idx) / len(idx)
+            metrics[f"{category}/num_mentions"] = float(len(idx))
+    return metrics
+
+
+def _world_macro(top1: list[bool], retrieved: list[bool], worlds: Sequence[str]) -> dict[str, float]:
+    unnormalized, normalized = [], []
+    for world in sorted(set(worlds)):
+        idx = [i for i, w in enumerate(worlds) if w == world]
+        unnormalized.append(sum(top1[i] for i in idx) / len(idx))
+        found = [i for i in idx if retrieved[i]]
+        normalized.append(sum(top1[i] for i in found) / len(found) if found else 0.0)
+    return {
+        "unnormalized_accuracy": 100.0 * sum(unnormalized) / len(unnormalized),
+        "normalized_accuracy": 100.0 * sum(normalized) / len(normalized),
+    }
+
+
+@torch.no_grad()
+def retrieve(
+    index: EntityIndex, mentions: MentionTable, entities: EntityTable, k: int = 64, chunk_size: int = 256
+) -> Ranking:
+    """Top-k entities of each mention's own world (entities encoded once per world, mentions sharded)."""
+    rows = torch.full((len(mentions), k), -1, dtype=torch.long)
+    scores = torch.full((len(mentions), k), float("-inf"))
+    for world, indices in mentions.indices_by_world().items():
+        index.add_world(world, *entities.world_subset(world))
+        world_rows = entities.rows_by_world[world]
+        chunks = [indices[s : s + chunk_size] for s in range(0, len(indices), chunk_size)]
+
+        def search_chunk(c: int, chunks=chunks, world=world) -> tuple[torch.Tensor, torch.Tensor]:
+            reps = index.encode_mentions(mentions.input_ids[chunks[c]], mentions.attention_mask[chunks[c]])
+            return index.search(world, reps, k)
+
+        for c, (top_scores, top_pos) in map_chunks_sharded(
+            index.accelerator, len(chunks), search_chunk, f"retrieving {world}"
+        ).items():
+            width = top_pos.shape[1]
+            rows[chunks[c], :width] = world_rows[top_pos]
+            scores[chunks[c], :width] = top_scores
+        del index.worlds[world]
+    return Ranking(rows=rows, scores=scores)
+
+
+@torch.no_grad()
+def rerank(
+    model,
+    candidates: Ranking,
+    mentions: MentionTable,
+    entities: EntityTable,
+    *,
+    cross: bool,
+    batch_size: int = 8,
+    accelerator=None,
+) -> Ranking:
+    """Re-score each mention's candidates with `model` (any architecture, or the joint reranker) and re-sort.
+
+    Padding candidates (row -1: the retriever returned fewer than k) keep score -inf and stay last.
+    """
+    from .collator import candidate_inputs
+
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    starts = list(range(0, len(mentions), batch_size))
+
+    def score_batch(c: int) -> torch.Tensor:
+        index = torch.arange(starts[c], min(starts[c] + batch_size, len(mentions)))
+        rows = candidates.rows[index]  # [B, C]
+        valid = rows >= 0
+        safe = torch.where(valid, rows, mentions.gold_rows[index, None])  # any valid row; masked below
+        inputs = candidate_inputs(mentions, entities, index, safe, cross)
+        scores = model(**{k: v.to(device) for k, v in inputs.items()}).scores.float().cpu()  # [B, C]
+        return scores.masked_fill(~valid, float("-inf"))
+
+    try:
+        parts = map_chunks_sharded(accelerator, len(starts), score_batch, "reranking")
+    finally:
+        model.train(was_training)
+    scores = torch.cat([parts[c] for c in range(len(starts))])  # [N, C]
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    return Ranking(rows=candidates.rows.gather(1, order), scores=scores.gather(1, order))
+
+
+def ranking_ids(ranking: Ranking, entities: EntityTable) -> list[list[str]]:
+    return [[entities.entity_ids[r] for r in row if r >= 0] for row in ranking.rows.tolist()]
+
+
+def evaluate_ranking(
+    ranking: Ranking, mentions: MentionTable, entities: EntityTable, ks=(1, 64)
+) -> dict[str, float]:
+    gold = [entities.entity_ids[r] for r in mentions.gold_rows.tolist()]
+    return linking_metrics(gold, ranking_ids(ranking, entities), mentions.worlds, mentions.categories, ks)
+
+
+def write_candidate_file(
+    path: str | Path, ranking: Ranking, mentions: MentionTable, entities: EntityTable
+) -> Path:
+    """One JSON line per mention: mention_id, world, gold id, candidate ids and scores (best first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ranked = ranking_ids(ranking, entities)
+    with path.open("w") as handle:
+        for i, mention_id in enumerate(mentions.mention_ids):
+            record = {
+                "mention_id": mention_id,
+                "world": mentions.worlds[i],
+                "label_id": entities.entity_ids[int(mentions.gold_rows[i])],
+                "candidates": ranked[i],
+                "scores": [round(float(s), 5) for s in ranking.scores[i, : len(ranked[i])]],
+            }
+            handle.write(json.dumps(record) + "\n")
+    return path
+
+
+def read_candidate_file(path: str | Path, mentions: MentionTable, entities: EntityTable) -> Ranking:
+    """Read a candidate file back as a Ranking aligned with `mentions` (every mention must be present)."""
+    by_id = {}
+    with Path(path).open() as handle:
+        for line_number, line in enumerate(handle, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{line_number}: malformed JSON ({error.msg})") from error
+            by_id[record["mention_id"]] = record
+    missing = [m for m in mentions.mention_ids if m not in by_id]
+    if missing:
+        raise ValueError(f"{path}: no candidates for {len(missing)} mention(s), e.g. {missing[:3]}")
+    k = max(len(r["candidates"]) for r in by_id.values())
+    rows = torch.full((len(mentions), k), -1, dtype=torch.long)
+    scores = torch.full((len(mentions), k), float("-inf"))
+    for i, mention_id in enumerate(mentions.mention_ids):
+        record = by_id[mention_id]
+        for j, entity_id in enumerate(record["candidates"]):
+            if entity_id not in entities.row_of:
+                raise ValueError(f"{path}: mention {mention_id!r} has unknown candidate {entity_id!r}")
+            rows[i, j] = entities.row_of[entity_id]
+        scores[i, : len(record["scores"])] = torch.tensor(record["scores"], dtype=torch.float)
+    return Ranking(rows=rows, scores=scores)
+
+
+def qualitative_report(
+    mentions: MentionTable,
+    entities: EntityTable,
+    rankings: dict[str, Ranking],
+    num_examples: int = 5,
+    top: int = 6,
+    seed: int = 0,
+) -> str:
+    """Markdown in the style of the paper's Table 3: for sampled mentions, top entity titles per model."""
+    names = list(rankings)
+    rng = random.Random(seed)
+    picks = rng.sample(range(len(mentions)), min(num_examples, len(mentions)))
+    lines = ["# Qualitative comparison (Table 3 style)", ""]
+    for i in picks:
+        gold = entities.titles[int(mentions.gold_rows[i])]
+        context = mentions.contexts[i]
+        lines += [
+            f"## Mention `{mentions.surfaces[i]}` ({mentions.worlds[i]}, {mentions.categories[i] or 'n/a'})",
+            "",
+        ]
+        lines += [f"> {context}", "", f"Gold: **{gold}**", ""]
+        lines += ["| rank | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for rank in range(top):
+            cells = []
+            for name in names:
+                row = int(rankings[name].rows[i, rank]) if rank < rankings[name].rows.shape[1] else -1
+                title = entities.titles[row] if row >= 0 else ""
+                cells.append(f"**{title}**" if row == int(mentions.gold_rows[i]) else title)
+            lines.append(f"| {rank + 1} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""`NCETrainer`: a `transformers.Trainer` that trains with hard-negative NCE (eq. 11 / eq. 10)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from transformers import Trainer
+from transformers.trainer_utils import get_last_checkpoint
+
+from .callbacks import NegativeMiningCallback, NegativeSource
+from .collator import CandidateCollator, MentionIndexDataset, NegativesStore
+from .entity_index import EntityIndex
+from .evaluation import Ranking, evaluate_ranking, rerank, retrieve
+from .losses import adjusted_nce_loss, nce_loss
+from .mining import MinedNegatives, NegativeMiner
+from .model_card import write_model_card
+from .tables import EntityTable, MentionTable
+from .training_args import NCETrainingArguments
+
+logger = logging.getLogger(__name__)
+
+NEGATIVES_NAME = "negatives.pt"
+
+
+def is_cross_encoder(model) -> bool:
+    """The joint reranker reads [CLS] x [SEP] y pairs; every other architecture encodes the two sides apart."""
+    return not hasattr(model, "encode_mentions")
+
+
+class NCETrainer(Trainer):
+    """Train a retriever (or reranker) on mentions with gold + K-1 negatives, no in-batch negatives.
+
+    Args:
+        model: a `RetrieverModel` subclass or `JointRerankerModel`.
+        args: `NCETrainingArguments` (negatives, hard_percent, num_candidates K, loss, mining knobs).
+        train_mentions / entities: the featurized training tables.
+        eval_mentions / eval_entities: evaluation tables (retrieval restricted to each mention's world).
+        eval_candidates: for a reranker, the fixed retriever candidates of `eval_mentions` (evaluation then
+            reranks them and reports normalized/unnormalized accuracy).
+        negative_source: where negatives come from; default: a `NegativeMiner` with the args' strategy.
+            Reranker training passes `FixedNegatives` from a retriever's candidate file.
+        dataset_name / base_model: recorded in the model card.
+    """
+
+    def __init__(
+        self,
+        model,
+        args: NCETrainingArguments,
+        train_mentions: MentionTable,
+        entities: EntityTable,
+        eval_mentions: MentionTable | None = None,
+        eval_entities: EntityTable | None = None,
+        eval_candidates: Ranking | None = None,
+        negative_source: NegativeSource | None = None,
+        dataset_name: str = "",
+        base_model: str = "",
+        **kwargs,
+    ) -> None:
+        self.store = NegativesStore()
+        self.cross = is_cross_encoder(model)
+        collator = CandidateCollator(train_mentions, entities, self.store, cross=self.cross)
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=MentionIndexDataset(len(train_mentions)),
+            data_collator=collator,
+            **kwargs,
+        )
+        self.train_mentions, self.entities = train_mentions, entities
+        self.eval_mentions, self.eval_entities, self.eval_candidates = (
+            eval_mentions,
+            eval_entities or entities,
+            eval_candidates,
+        )
+        self.dataset_name, self.base_model = dataset_name, base_model
+        self.index = None if self.cross else self._make_index()
+        if negative_source is None:
+            if self.cross:
+                raise ValueError(
+                    "the joint reranker needs fixed negatives (negative_source=FixedNegatives(...))"
+                )
+            negative_source = NegativeMiner(
+                self.index,
+                train_mentions,
+                entities,
+                strategy=args.negatives,
+                num_negatives=args.num_candidates - 1,
+                hard_fraction=args.hard_percent / 100.0,
+                seed=args.seed,
+                chunk_size=args.mining_chunk_size,
+            )
+        self.mining_callback = NegativeMiningCallback(negative_source, self.store)
+        self.add_callback(self.mining_callback)
+
+    def _make_index(self) -> EntityIndex:
+        return EntityIndex(
+            self.model,
+            self.accelerator,
+            batch_size=self.args.mining_batch_size,
+            encode_dtype=self.args.encode_dtype,
+            store_dtype=getattr(torch, self.args.entity_store_dtype),
+            chunk_size=self.args.score_chunk_size,
+            backend=self.args.mining_backend,
+            faiss_kind=self.args.faiss_kind,
+        )
+
+    # ------------------------------------------------------------------ loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """eq. (11), or the score-adjusted eq. (10) when args.loss == "adjusted"; the gold is candidate 0."""
+        negative_log_probs = inputs.pop("negative_log_probs")  # [B, K-1]
+        outputs = model(**inputs)
+        scores = outputs.scores  # [B, K]
+        loss = (
+            adjusted_nce_loss(scores, negative_log_probs)
+            if self.args.loss == "adjusted"
+            else nce_loss(scores)
+        )
+        return (loss, outputs) if return_outputs else loss
+
+    # ------------------------------------------------------------ evaluation
+    def predict_rankings(
+        self, mentions: MentionTable, entities: EntityTable, candidates: Ranking | None = None
+    ) -> Ranking:
+        """Retrieve top-k within each world, or rerank given candidates (reranker / any model as reranker)."""
+        if candidates is not None:
+            return rerank(
+                self.model,
+                candidates,
+                mentions,
+                entities,
+                cross=self.cross,
+                batch_size=self.args.per_device_eval_batch_size,
+                accelerator=self.accelerator,
+            )
+        if self.index is None:
+            raise ValueError("a cross-encoder cannot retrieve: pass the retriever's candidates")
+        return retrieve(
+            self.index, mentions, entities, k=self.args.eval_top_k, chunk_size=self.args.mining_chunk_size
+        )
+
+    def evaluate(
+        self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
+        """Recall@k (micro) and normalized/unnormalized accuracy (macro over worlds), per category too."""
+        if self.eval_mentions is None:
+            return {}
+        ranking = self.predict_rankings(self.eval_mentions, self.eval_entities, self.eval_candidates)
+        ks = (1, self.args.eval_top_k)
+        metrics = evaluate_ranking(ranking, self.eval_mentions, self.eval_entities, ks=ks)
+        if self.eval_candidates is not None:  # recall of the fixed retriever, for reference
+            metrics[f"retriever_recall@{self.eval_candidates.rows.shape[1]}"] = metrics.pop(f"recall@{ks[1]}")
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=metrics)
+        return metrics
+
+    # ------------------------------------------------- checkpoints and resume
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """As Trainer.train; a resumed run also restores the negatives of the epoch in progress."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"no checkpoint found in {self.args.output_dir} to resume from")
+        if resume_from_checkpoint:
+            path = Path(resume_from_checkpoint) / NEGATIVES_NAME
+            if path.exists():
+                self.store.current = MinedNegatives.from_state_dict(torch.load(path, weights_only=True))
+                logger.info("restored the negatives of epoch %d from %s", self.store.current.epoch, path)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save and self.store.current is not None:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            torch.save(self.store.current.state_dict(), os.path.join(folder, NEGATIVES_NAME))
+
+    def latest_eval_metrics(self) -> dict[str, float]:
+        for record in reversed(self.state.log_history):
+            metrics = {k: v for k, v in record.items() if k.startswith("eval_")}
+            if metrics:
+                return metrics
+        return {}
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Save weights, config and remote code files, plus a model card (README.md)."""
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            write_model_card(
+                output_dir or self.args.output_dir,
+                self.model.config,
+                self.args,
+                self.latest_eval_metrics(),
+                dataset=self.dataset_name,
+                base_model=self.base_model,
+            )

@@ -1,0 +1,98 @@
+"""`NCETrainingArguments`: the `TrainingArguments` of hard-negative NCE training (Section 6.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+NEGATIVE_STRATEGIES = ("random", "hard", "mixed", "topk")
+LOSSES = ("nce", "adjusted")
+
+
+@dataclass
+class NCETrainingArguments(TrainingArguments):
+    """TrainingArguments plus the negatives, loss and mining knobs of the paper."""
+
+    negatives: str = field(
+        default="hard",
+        metadata={
+            "help": "Negative distribution: random (uniform over the world's entities, gold excluded), hard "
+            "(K-1 without replacement with p ∝ exp(s), eq. 8), mixed (hard_percent% hard, rest random) or topk "
+            "(greedy, Gillick et al.). Re-mined at the start of every epoch with the current model.",
+            "choices": list(NEGATIVE_STRATEGIES),
+        },
+    )
+    hard_percent: float = field(
+        default=50.0,
+        metadata={"help": "Mixed-p: percentage p of the K-1 negatives that are hard (Appendix A)."},
+    )
+    num_candidates: int = field(
+        default=64, metadata={"help": "K: gold + K-1 negatives per mention (paper: 64)."}
+    )
+    loss: str = field(
+        default="nce",
+        metadata={
+            "help": "nce: eq. (11); adjusted: the score-adjusted loss of eq. (10) (s - log((K-1) nu(y|x,y1)) on "
+            "negatives).",
+            "choices": list(LOSSES),
+        },
+    )
+    mining_batch_size: int = field(
+        default=128, metadata={"help": "Encoder batch size when (re-)encoding for mining/eval."}
+    )
+    mining_chunk_size: int = field(
+        default=256,
+        metadata={"help": "Mentions scored per mining chunk (memory: chunk x world entities scores)."},
+    )
+    score_chunk_size: int = field(
+        default=4096, metadata={"help": "Entities scored per chunk in all-pairs scoring."}
+    )
+    mining_backend: str = field(
+        default="exact",
+        metadata={
+            "help": "exact (chunked products, every architecture) or faiss (dual/multi-m; top-k only).",
+            "choices": ["exact", "faiss"],
+        },
+    )
+    faiss_kind: str = field(default="flat", metadata={"help": "FAISS index kind: flat, ivf or hnsw."})
+    encode_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "Autocast dtype for encoding during mining/eval: auto (bf16 where the hardware has it), float32, bfloat16."
+        },
+    )
+    entity_store_dtype: str = field(
+        default="float32",
+        metadata={"help": "Dtype of stored entity representations: float32 or float16 (half memory)."},
+    )
+    eval_top_k: int = field(
+        default=64, metadata={"help": "k of the top-k recall used for evaluation and candidate files."}
+    )
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Must stay False: the train dataset yields mention indices, not model inputs."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.negatives not in NEGATIVE_STRATEGIES:
+            raise ValueError(f"negatives must be one of {NEGATIVE_STRATEGIES}, got {self.negatives!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not 0.0 <= self.hard_percent <= 100.0:
+            raise ValueError(f"hard_percent must be in [0, 100], got {self.hard_percent}")
+        if self.num_candidates < 2:
+            raise ValueError(f"num_candidates (K) must be >= 2, got {self.num_candidates}")
+        if self.loss == "adjusted" and self.negatives == "topk":
+            raise ValueError(
+                "loss='adjusted' (eq. 10) needs sampled negatives; negatives='topk' is deterministic"
+            )
+        if self.entity_store_dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(
+                f"entity_store_dtype must be float32, float16 or bfloat16, got {self.entity_store_dtype!r}"
+            )
+
+    @property
+    def hard_fraction(self) -> float:
+        return self.hard_percent / 100.0 if self.negatives == "mixed" else float(self.negatives == "hard")
