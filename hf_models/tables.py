@@ -45,7 +45,7 @@ class EntityTable:
         _require(
             dataset, ("entity_id", "world", "title", "entity_input_ids", "entity_attention_mask"), "entities"
         )
-        table = dataset.with_format("torch", columns=["entity_input_ids", "entity_attention_mask"])
+        table = dataset.with_format("torch", columns=["entity_input_ids", "entity_attention_mask"])[:]
         return cls(
             entity_ids=list(dataset["entity_id"]),
             worlds=list(dataset["world"]),
@@ -101,7 +101,7 @@ class MentionTable:
                     f"{split}: mention {mention_id!r} (world {world!r}) has gold {label!r} that {where}"
                 )
             gold_rows.append(row)
-        table = dataset.with_format("torch", columns=["mention_input_ids", "mention_attention_mask"])
+        table = dataset.with_format("torch", columns=["mention_input_ids", "mention_attention_mask"])[:]
         categories = list(dataset["category"]) if "category" in dataset.column_names else [""] * len(dataset)
         surfaces = list(dataset["mention"])
         contexts = surfaces

@@ -66,6 +66,7 @@ class NCETrainer(Trainer):
             model=model,
             args=args,
             train_dataset=MentionIndexDataset(len(train_mentions)),
+            eval_dataset=MentionIndexDataset(len(eval_mentions)) if eval_mentions is not None else None,
             data_collator=collator,
             **kwargs,
         )
