@@ -1,0 +1,67 @@
+"""Command-line plumbing shared by the loaders: common flags, optional featurization, writing, pushing."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import datasets
+
+from .featurize import DEFAULT_MARKERS, featurize_entities, featurize_mentions, prepare_tokenizer
+from .io import counts_summary, push_processed, write_processed
+
+logger = logging.getLogger(__name__)
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """--output_dir, --skip_invalid, --tokenizer/--max_length/--num_proc/--markers, --push_to_hub."""
+    parser.add_argument("--output_dir", required=True, help="Folder for the Parquet tables + dataset card.")
+    parser.add_argument(
+        "--skip_invalid",
+        action="store_true",
+        help="Count, report and skip invalid records instead of failing.",
+    )
+    parser.add_argument(
+        "--tokenizer", default=None, help="Also write featurized ids made with this tokenizer."
+    )
+    parser.add_argument("--max_length", type=int, default=128, help="Ids per mention/entity (paper: 128).")
+    parser.add_argument("--num_proc", type=int, default=1, help="Processes for featurization.")
+    parser.add_argument(
+        "--markers", nargs=3, default=list(DEFAULT_MARKERS), help="Mention start/end, title sep."
+    )
+    parser.add_argument(
+        "--push_to_hub", default=None, metavar="REPO", help="Upload the folder as a Hub dataset."
+    )
+    parser.add_argument("--hub_token", default=None)
+
+
+def finish(
+    args: argparse.Namespace,
+    mentions: datasets.DatasetDict,
+    entities: datasets.Dataset,
+    card: str,
+    pretty_name: str,
+) -> None:
+    """Featurize (when --tokenizer), write the layout, push (when --push_to_hub)."""
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        markers = tuple(args.markers)
+        added = prepare_tokenizer(tokenizer, markers)
+        kwargs = {"max_length": args.max_length, "num_proc": args.num_proc, "markers": markers}
+        mentions = featurize_mentions(mentions, tokenizer, **kwargs)
+        entities = featurize_entities(entities, tokenizer, **kwargs)
+        card += (
+            f"\n\nFeaturized with `{args.tokenizer}` (max_length {args.max_length}, markers {list(markers)}, "
+            f"{added} token(s) added to the vocabulary)."
+        )
+    counts = write_processed(mentions, entities, args.output_dir, card=card, pretty_name=pretty_name)
+    logger.info("%s", counts_summary(counts))
+    if args.push_to_hub:
+        url = push_processed(args.output_dir, args.push_to_hub, token=args.hub_token)
+        logger.info("pushed to %s", url)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)

@@ -1,0 +1,179 @@
+"""Validation shared by every loader: fail fast with a message naming file/line/id, or count-and-skip.
+
+Every check goes through :class:`ProblemLog`. With ``skip_invalid=False`` (the default) the first problem
+raises :class:`InvalidDataError`; with ``skip_invalid=True`` the record is skipped, counted per reason, and
+:meth:`ProblemLog.log_summary` emits one ``logging.warning`` with the counts (never a silent drop).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Reasons (the keys of ProblemLog.counts).
+MALFORMED_JSON = "malformed_json"
+MISSING_FIELD = "missing_field"
+SPAN_OUTSIDE_DOCUMENT = "span_outside_document"
+SPAN_TEXT_MISMATCH = "span_text_mismatch"
+CONTEXT_DOCUMENT_MISSING = "context_document_missing"
+GOLD_MISSING = "gold_missing"
+DUPLICATE_ENTITY = "duplicate_entity_id"
+DUPLICATE_MENTION = "duplicate_mention_id"
+EMPTY_ENTITY_TEXT = "empty_entity_text"
+WORLD_WITHOUT_ENTITIES = "world_without_entities"
+MISSING_MARKERS = "missing_mention_markers"
+
+
+class InvalidDataError(ValueError):
+    """Raised for the first invalid record when invalid records are not skipped."""
+
+
+@dataclass
+class ProblemLog:
+    """Collects invalid records: raise (default) or count and skip."""
+
+    skip_invalid: bool = False
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def report(self, reason: str, message: str) -> None:
+        """Raise `InvalidDataError(message)`, or count `reason` when skipping."""
+        if not self.skip_invalid:
+            raise InvalidDataError(f"{message} [{reason}; pass --skip_invalid / skip_invalid=True to skip]")
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, message)
+        logger.debug("skipping invalid record: %s", message)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def log_summary(self, source: str) -> None:
+        """One warning with the number of skipped records per reason (and one example each)."""
+        if not self.counts:
+            return
+        detail = "; ".join(
+            f"{reason}: {n} (e.g. {self.examples[reason]})" for reason, n in sorted(self.counts.items())
+        )
+        logger.warning("%s: skipped %d invalid record(s) — %s", source, self.total, detail)
+
+
+def read_jsonl(path: str | Path, problems: ProblemLog) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Stream `(line_number, object)` from a JSON-lines file (1-based line numbers, blank lines ignored)."""
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                problems.report(MALFORMED_JSON, f"{path}:{line_number}: malformed JSON ({error.msg})")
+                continue
+            if not isinstance(record, dict):
+                problems.report(MALFORMED_JSON, f"{path}:{line_number}: expected a JSON object")
+                continue
+            yield line_number, record
+
+
+def require_fields(record: dict[str, Any], fields: Iterable[str], where: str, problems: ProblemLog) -> bool:
+    """True when every field is present; otherwise report `missing_field` naming `where`."""
+    missing = [name for name in fields if name not in record]
+    if missing:
+        problems.report(MISSING_FIELD, f"{where}: missing field(s) {missing}")
+        return False
+    return True
+
+
+def check_span(
+    tokens: list[str], start: int, end: int, surface: str | None, where: str, problems: ProblemLog
+) -> bool:
+    """An inclusive token span must lie inside its document and (when given) spell `surface`."""
+    if not (0 <= start <= end < len(tokens)):
+        problems.report(
+            SPAN_OUTSIDE_DOCUMENT,
+            f"{where}: span [{start}, {end}] is outside its context document ({len(tokens)} tokens)",
+        )
+        return False
+    if surface is not None and " ".join(tokens[start : end + 1]) != " ".join(surface.split()):
+        problems.report(
+            SPAN_TEXT_MISMATCH,
+            f"{where}: tokens [{start}, {end}] read {' '.join(tokens[start : end + 1])!r}, not {surface!r}",
+        )
+        return False
+    return True
+
+
+@dataclass
+class EntityIndex:
+    """What mention validation needs to know about the entity table: id -> world."""
+
+    world_of: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def worlds(self) -> set[str]:
+        return set(self.world_of.values())
+
+
+def check_entities(
+    rows: Iterable[tuple[str, dict[str, Any]]], problems: ProblemLog, index: EntityIndex | None = None
+) -> Iterator[dict[str, Any]]:
+    """Filter `(where, entity_row)` pairs: no duplicate ids, non-empty text. Records ids into `index`.
+
+    Streaming (a generator), so a 35 GB knowledge source passes through with bounded memory.
+    """
+    index = index if index is not None else EntityIndex()
+    for where, row in rows:
+        entity_id = row["entity_id"]
+        if entity_id in index.world_of:
+            problems.report(
+                DUPLICATE_ENTITY,
+                f"{where}: duplicate entity id {entity_id!r} (already in world {index.world_of[entity_id]!r})",
+            )
+            continue
+        if not str(row.get("text") or "").strip():
+            problems.report(EMPTY_ENTITY_TEXT, f"{where}: entity {entity_id!r} has empty text")
+            continue
+        index.world_of[entity_id] = row["world"]
+        yield row
+
+
+def check_mentions(
+    rows: Iterable[tuple[str, dict[str, Any]]],
+    index: EntityIndex,
+    problems: ProblemLog,
+    seen: set[str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Filter `(where, mention_row)` pairs: the world has entities, the gold is one of them, ids unique.
+
+    `seen` carries mention ids across splits (ids must be unique over the whole dataset).
+    """
+    worlds = index.worlds
+    seen = seen if seen is not None else set()
+    for where, row in rows:
+        mention_id, world, label = row["mention_id"], row["world"], row["label_id"]
+        if mention_id in seen:
+            problems.report(DUPLICATE_MENTION, f"{where}: duplicate mention id {mention_id!r}")
+            continue
+        if world not in worlds:
+            problems.report(
+                WORLD_WITHOUT_ENTITIES,
+                f"{where}: mention {mention_id!r} is in world {world!r}, which has no entity file/entities",
+            )
+            continue
+        if index.world_of.get(label) != world:
+            found = index.world_of.get(label)
+            detail = "is not an entity" if found is None else f"is an entity of world {found!r}"
+            problems.report(
+                GOLD_MISSING,
+                f"{where}: mention {mention_id!r} has gold {label!r} that {detail} (world {world!r})",
+            )
+            continue
+        seen.add(mention_id)
+        yield row

@@ -1,0 +1,183 @@
+"""Zeshel (Logeswaran et al., 2019) original release -> processed tables.
+
+    python -m data_scripts.zeshel --zeshel_dir zeshel --output_dir data/zeshel \
+        [--tokenizer bert-base-uncased --max_length 128 --num_proc 2] [--skip_invalid] [--push_to_hub REPO]
+
+Entities: every document of ``documents/<world>.json`` (entity_id = document_id; text begins with the title, as
+released). Mentions: ``mentions/<split>.json`` for train, val, test, heldout_train_seen, heldout_train_unseen
+(those present). Contexts are the context document's whitespace tokens before ``start_index`` and after
+``end_index`` (INCLUSIVE), at most ``context_window`` tokens per side (default 256 >= 128 wordpieces).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+from tqdm.auto import tqdm
+
+from .io import entities_dataset, mentions_dataset
+from .validation import (
+    CONTEXT_DOCUMENT_MISSING,
+    EntityIndex,
+    ProblemLog,
+    check_entities,
+    check_mentions,
+    check_span,
+    read_jsonl,
+    require_fields,
+)
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test", "heldout_train_seen", "heldout_train_unseen")
+DOCUMENT_FIELDS = ("document_id", "title", "text")
+MENTION_FIELDS = (
+    "mention_id",
+    "context_document_id",
+    "label_document_id",
+    "corpus",
+    "start_index",
+    "end_index",
+)
+
+
+def iter_documents(documents_dir: Path, problems: ProblemLog) -> Iterator[tuple[str, dict[str, Any]]]:
+    """`(where, entity_row)` for every document of every world file."""
+    for path in sorted(documents_dir.glob("*.json")):
+        world = path.stem
+        for line, record in tqdm(read_jsonl(path, problems), desc=f"documents/{path.name}", leave=False):
+            where = f"{path}:{line}"
+            if require_fields(record, DOCUMENT_FIELDS, where, problems):
+                yield (
+                    where,
+                    {
+                        "entity_id": str(record["document_id"]),
+                        "world": world,
+                        "title": record["title"],
+                        "text": record["text"],
+                    },
+                )
+
+
+def span_row(tokens: list[str], start: int, end: int, context_window: int | None) -> tuple[str, str, str]:
+    """(left_context, mention, right_context) of an inclusive token span, contexts clipped to the window."""
+    left_start = 0 if not context_window else max(0, start - context_window)
+    right_end = None if not context_window else end + 1 + context_window
+    return (
+        " ".join(tokens[left_start:start]),
+        " ".join(tokens[start : end + 1]),
+        " ".join(tokens[end + 1 : right_end]),
+    )
+
+
+def iter_mentions(
+    path: Path, split: str, texts: dict[str, str], problems: ProblemLog, context_window: int | None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """`(where, mention_row)` for one split file; spans are checked against their context documents."""
+    tokens_of: dict[str, list[str]] = {}
+    for line, record in tqdm(read_jsonl(path, problems), desc=f"mentions/{path.name}", leave=False):
+        where = f"{path}:{line}"
+        if not require_fields(record, MENTION_FIELDS, where, problems):
+            continue
+        document_id = str(record["context_document_id"])
+        if document_id not in texts:
+            problems.report(
+                CONTEXT_DOCUMENT_MISSING,
+                f"{where}: mention {record['mention_id']!r} cites context document {document_id!r}, not in documents/",
+            )
+            continue
+        if document_id not in tokens_of:
+            tokens_of = {document_id: texts[document_id].split()}  # mentions of a document are contiguous
+        start, end = int(record["start_index"]), int(record["end_index"])
+        if not check_span(tokens_of[document_id], start, end, record.get("text"), where, problems):
+            continue
+        left, mention, right = span_row(tokens_of[document_id], start, end, context_window)
+        yield (
+            where,
+            {
+                "mention_id": str(record["mention_id"]),
+                "world": record["corpus"],
+                "left_context": left,
+                "mention": mention,
+                "right_context": right,
+                "label_id": str(record["label_document_id"]),
+                "category": record.get("category") or "",
+                "split": split,
+            },
+        )
+
+
+def read_zeshel(
+    zeshel_dir: str | Path,
+    splits: tuple[str, ...] = SPLITS,
+    skip_invalid: bool = False,
+    context_window: int | None = 256,
+) -> tuple[datasets.DatasetDict, datasets.Dataset]:
+    """(mentions per split, entities of every world) from a Zeshel release folder.
+
+    Raises :class:`~data_scripts.validation.InvalidDataError` on the first invalid record unless
+    `skip_invalid`, in which case invalid records are counted per reason, logged, and skipped.
+    """
+    root = Path(zeshel_dir)
+    if not (root / "documents").is_dir() or not (root / "mentions").is_dir():
+        raise FileNotFoundError(
+            f"{root}: expected documents/<world>.json and mentions/<split>.json (Zeshel layout)"
+        )
+    problems = ProblemLog(skip_invalid=skip_invalid)
+    index = EntityIndex()
+    texts: dict[str, str] = {}
+
+    def remember(rows):
+        for row in rows:
+            texts[row["entity_id"]] = row["text"]
+            yield row
+
+    entities = entities_dataset(
+        remember(check_entities(iter_documents(root / "documents", problems), problems, index))
+    )
+    mentions = {}
+    for split in splits:
+        path = root / "mentions" / f"{split}.json"
+        if path.exists():
+            rows = iter_mentions(path, split, texts, problems, context_window)
+            mentions[split] = mentions_dataset(check_mentions(rows, index, problems))
+    if not mentions:
+        raise FileNotFoundError(f"{root / 'mentions'}: none of {list(splits)} found")
+    problems.log_summary(str(root))
+    return datasets.DatasetDict(mentions), entities
+
+
+CARD = """Zero-shot entity linking mentions and entities from Zeshel (Logeswaran et al., 2019; text from Fandom
+wikis, CC-BY-SA), converted from the original release by `python -m data_scripts.zeshel`. Contexts are the
+context document's whitespace tokens (at most {window} per side); spans are inclusive token indices."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .cli import add_common_args, finish, setup_logging
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--zeshel_dir", required=True, help="Folder with documents/ and mentions/.")
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS))
+    parser.add_argument(
+        "--context_window", type=int, default=256, help="Whitespace tokens per side (0 = all)."
+    )
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    setup_logging()
+    mentions, entities = read_zeshel(
+        args.zeshel_dir, tuple(args.splits), args.skip_invalid, args.context_window
+    )
+    finish(
+        args, mentions, entities, CARD.format(window=args.context_window or "all"), "Zeshel entity linking"
+    )
+
+
+if __name__ == "__main__":
+    main()
