@@ -4,17 +4,22 @@ Mining (every epoch), evaluation and linking all go through :class:`EntityIndex`
 entities (sharded across Accelerate processes and gathered), keeps their representations in memory (optionally
 in fp16), and scores a batch of mentions against a world either as full rows (what the samplers need) or as a
 running top-k (what retrieval needs), chunked over entities so memory stays bounded. Dot-product scores (dual,
-multi-m) can be served by FAISS instead of the exact chunked products.
+multi-m) can be served by FAISS instead of the exact chunked products. Other scores (som) can search a shortlist:
+the ``shortlist_size`` best entities by the first-token vectors ``E_1(x)^T F_1(y)`` (a FAISS index), rescored
+exactly (:meth:`EntityIndex.rescore` also rescores any caller-given shortlist, e.g. a dual retriever's).
+:meth:`EntityIndex.save` / :meth:`EntityIndex.load` persist the encoded worlds (see docs/linking.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -24,6 +29,9 @@ from .scoring import Representation
 logger = logging.getLogger(__name__)
 
 EncodeFn = Callable[[torch.Tensor, torch.Tensor], Representation]
+WORLDS_FILE = "worlds.json"
+ENTITY_IDS_FILE = "entity_ids.json"
+REPRESENTATION_FILE = "representation.safetensors"
 
 
 @lru_cache(maxsize=1)
@@ -133,7 +141,12 @@ class EntityIndex:
         store_dtype: dtype of the stored entity representations (float16 halves memory).
         chunk_size: entities scored per chunk (bounds memory at N x chunk_size scores).
         backend: "exact" (chunked products, any architecture) or "faiss" (dual and multi-m only; top-k search).
-        faiss_kind: "flat" | "ivf" | "hnsw" when backend="faiss".
+        faiss_kind: "flat" | "ivf" | "hnsw" when backend="faiss" (also the kind of the shortlist index).
+        shortlist_size: with backend="exact", search only the ``shortlist_size`` best entities by the first-token
+            score ``E_1(x)^T F_1(y)`` (a FAISS index of each entity's first vector) and rescore them exactly with
+            the model (som's candidate pre-filter). None = exhaustive. Needs leftmost reductions on both sides.
+        faiss_options: extra keyword arguments of :class:`~hf_models.faiss_backend.FaissIndex` (nlist, nprobe,
+            hnsw_m, ef_search, use_gpu, ...).
     """
 
     def __init__(
@@ -148,9 +161,13 @@ class EntityIndex:
         backend: str = "exact",
         faiss_kind: str = "flat",
         show_progress: bool = True,
+        shortlist_size: int | None = None,
+        faiss_options: dict | None = None,
     ) -> None:
         if backend not in ("exact", "faiss"):
             raise ValueError(f"backend must be 'exact' or 'faiss', got {backend!r}")
+        if shortlist_size is not None:
+            _check_shortlist(model.config, backend, shortlist_size)
         if backend == "faiss" and not _is_dot_product(model.config):
             raise ValueError(
                 f"backend='faiss' needs a dot-product score (dual or multi-m); architecture "
@@ -167,6 +184,8 @@ class EntityIndex:
         self.backend = backend
         self.faiss_kind = faiss_kind
         self.show_progress = show_progress
+        self.shortlist_size = shortlist_size
+        self.faiss_options = dict(faiss_options or {})
         self.worlds: dict[str, WorldEntities] = {}
 
     # ---------------------------------------------------------------- encoding
@@ -240,15 +259,19 @@ class EntityIndex:
             )
         rep = self.encode_entities_sharded(input_ids, attention_mask)
         entry = WorldEntities(entity_ids=list(entity_ids), representation=rep)
-        if self.backend == "faiss":
-            entry.faiss_index = self._build_faiss(rep)
+        entry.faiss_index = self._build_faiss(rep)
         self.worlds[world] = entry
         return entry
 
     def _build_faiss(self, rep: Representation):
+        """The world's FAISS index: all vectors (backend="faiss"), first vectors (shortlist), or None."""
+        if self.backend != "faiss" and self.shortlist_size is None:
+            return None
         from .faiss_backend import FaissIndex
 
-        index = FaissIndex(dim=rep.vectors.shape[-1], kind=self.faiss_kind)
+        if self.backend != "faiss":  # shortlist: one vector per entity, F_1(y)
+            rep = Representation(vectors=rep.vectors[:, :1], mask=rep.mask[:, :1])
+        index = FaissIndex(dim=rep.vectors.shape[-1], kind=self.faiss_kind, **self.faiss_options)
         index.add(rep.vectors.float(), mask=rep.mask)
         return index
 
@@ -274,6 +297,9 @@ class EntityIndex:
         """Top-k entities of `world` for each mention -> (scores [N, k'], row indices [N, k']), k' = min(k, E)."""
         entry = self.worlds[world]
         k = min(k, len(entry))
+        if entry.faiss_index is not None and self.backend != "faiss":  # shortlist, then exact rescoring
+            _, rows = self.shortlist(world, mentions, max(k, self.shortlist_size or k))
+            return self.rescore(world, mentions, rows, k)
         if entry.faiss_index is not None:
             scores, ids = entry.faiss_index.search(mentions.vectors[:, 0].float(), k)
             return torch.as_tensor(scores), torch.as_tensor(ids).long()
@@ -287,6 +313,125 @@ class EntityIndex:
             best_scores, pos = scores.topk(min(k, scores.shape[1]), dim=1)
             best_ids = ids.gather(1, pos)
         return best_scores.cpu(), best_ids.cpu()
+
+    @torch.no_grad()
+    def shortlist(self, world: str, mentions: Representation, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``size`` best entities by the first-token score ``E_1(x)^T F_1(y)`` -> (scores, rows) [N, size']."""
+        entry = self.worlds[world]
+        if entry.faiss_index is None or self.backend == "faiss":
+            raise ValueError("shortlist needs an index built with shortlist_size set (and backend='exact')")
+        scores, rows = entry.faiss_index.search(mentions.vectors[:, 0].float(), min(size, len(entry)))
+        return torch.as_tensor(scores), torch.as_tensor(rows).long()
+
+    @torch.no_grad()
+    def rescore(
+        self, world: str, mentions: Representation, rows: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score each mention exactly against its own shortlist ``rows`` [N, S] (-1 = none) and keep the top k.
+
+        Returns (scores [N, k'], rows [N, k']) with k' = min(k, S); slots without a candidate hold (-inf, -1).
+        """
+        entry = self.worlds[world]
+        num_mentions, size = rows.shape
+        k = min(k, size)
+        per_chunk = max(1, self.chunk_size // max(size, 1))  # bound memory at ~chunk_size scored pairs
+        out_scores, out_rows = [], []
+        for start in range(0, num_mentions, per_chunk):
+            block = rows[start : start + per_chunk]
+            valid = block >= 0
+            candidates = entry.representation.index_select(block.clamp(min=0).reshape(-1))
+            scores = (
+                self.model.score_pairs(
+                    mentions[start : start + per_chunk].to(self.device, torch.float32),
+                    candidates.to(self.device, torch.float32),
+                )
+                .float()
+                .cpu()
+            )  # [B, S]
+            scores = scores.masked_fill(~valid, float("-inf"))
+            top, pos = scores.topk(k, dim=1)
+            out_scores.append(top)
+            out_rows.append(torch.where(torch.isfinite(top), block.gather(1, pos), -1))
+        return torch.cat(out_scores), torch.cat(out_rows)
+
+    # ------------------------------------------------------------- persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write every world's entity ids, representation (in the store dtype) and FAISS index to ``directory``.
+
+        Layout: ``worlds.json`` (world name -> sub-folder, backend, store dtype) and per world
+        ``world_NNNN/entity_ids.json``, ``representation.safetensors`` (vectors [E, L, H], mask [E, L]) and
+        ``faiss/`` (only when the world has a FAISS index).
+        """
+        from safetensors.torch import save_file
+
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        listing = {}
+        for number, (world, entry) in enumerate(self.worlds.items()):
+            sub = folder / f"world_{number:04d}"
+            sub.mkdir(exist_ok=True)
+            (sub / ENTITY_IDS_FILE).write_text(json.dumps(entry.entity_ids))
+            rep = entry.representation
+            save_file(
+                {"vectors": rep.vectors.contiguous(), "mask": rep.mask.contiguous()},
+                sub / REPRESENTATION_FILE,
+            )
+            if entry.faiss_index is not None:
+                entry.faiss_index.save(sub / "faiss")
+            listing[world] = sub.name
+        meta = {
+            "worlds": listing,
+            "backend": self.backend,
+            "faiss_kind": self.faiss_kind,
+            "shortlist_size": self.shortlist_size,
+            "store_dtype": str(self.store_dtype).removeprefix("torch."),
+        }
+        (folder / WORLDS_FILE).write_text(json.dumps(meta, indent=2))
+        logger.info("saved %d world(s) to %s", len(listing), folder)
+        return folder
+
+    def load(self, directory: str | Path) -> EntityIndex:
+        """Read worlds written by :meth:`save` into ``self.worlds`` (the saved FAISS indices are reused when this
+        index searches with FAISS; otherwise they are rebuilt or skipped as this index's settings say)."""
+        from safetensors.torch import load_file
+
+        folder = Path(directory)
+        if not (folder / WORLDS_FILE).exists():
+            raise FileNotFoundError(f"{folder} holds no saved entity index ({WORLDS_FILE} is missing)")
+        meta = json.loads((folder / WORLDS_FILE).read_text())
+        for world, name in tqdm(
+            meta["worlds"].items(), desc="loading worlds", disable=not self.show_progress
+        ):
+            sub = folder / name
+            tensors = load_file(sub / REPRESENTATION_FILE)
+            rep = Representation(vectors=tensors["vectors"], mask=tensors["mask"])
+            entry = WorldEntities(
+                entity_ids=json.loads((sub / ENTITY_IDS_FILE).read_text()), representation=rep
+            )
+            entry.faiss_index = self._load_faiss(sub / "faiss", rep, meta)
+            self.worlds[world] = entry
+        return self
+
+    def _load_faiss(self, path: Path, rep: Representation, meta: dict):
+        same_kind = (meta["backend"], meta["faiss_kind"], meta.get("shortlist_size") is not None) == (
+            self.backend,
+            self.faiss_kind,
+            self.shortlist_size is not None,
+        )
+        if same_kind and path.exists():
+            from .faiss_backend import FaissIndex
+
+            return FaissIndex.load(path, use_gpu=self.faiss_options.get("use_gpu"))
+        return self._build_faiss(rep)
+
+
+def topk_recall(approx_rows: torch.Tensor, exact_rows: torch.Tensor) -> float:
+    """Mean fraction of each row's exact top-k ids (``exact_rows`` [N, k]) found in ``approx_rows`` [N, k']."""
+    hits = [
+        len(set(a) & set(e)) / max(len(e), 1)
+        for a, e in zip(approx_rows.tolist(), exact_rows.tolist(), strict=True)
+    ]
+    return sum(hits) / max(len(hits), 1)
 
 
 def map_chunks_sharded(
@@ -305,6 +450,21 @@ def map_chunks_sharded(
     for part in gather_object([results]):
         merged.update(part)
     return merged
+
+
+def _check_shortlist(config, backend: str, size: int) -> None:
+    """The first-token pre-filter needs E_1(x) and F_1(y): leftmost reductions on both sides, backend exact."""
+    if backend != "exact":
+        raise ValueError(
+            "shortlist_size is the exact backend's pre-filter; with backend='faiss' leave it None"
+        )
+    if size <= 0:
+        raise ValueError(f"shortlist_size must be positive, got {size}")
+    if config.query_reduction != "leftmost" or config.key_reduction != "leftmost":
+        raise ValueError(
+            f"shortlist_size needs first-token vectors on both sides; architecture {config.architecture!r} "
+            f"reduces with {config.query_reduction!r} / {config.key_reduction!r}"
+        )
 
 
 def _is_dot_product(config) -> bool:

@@ -132,8 +132,19 @@ def build_model(model_args: ModelArguments, tokenizer):
         if model_args.num_vectors is not None:
             kwargs["m"] = model_args.num_vectors
         model = MODEL_BY_ARCHITECTURE[model_args.architecture].from_encoder(resolve_encoder(model_args.encoder), **kwargs)
-    model.resize_token_embeddings_if_needed(len(tokenizer))
+    resize_embeddings(model, len(tokenizer))
     return model
+
+
+def resize_embeddings(model, vocab_size: int) -> None:
+    """Grow every encoder's embeddings to `vocab_size` (marker tokens added to a tokenizer without [unusedN])."""
+    for name in ("mention_encoder", "entity_encoder", "encoder"):
+        encoder = getattr(model, name, None)
+        if encoder is None or encoder.get_input_embeddings().num_embeddings >= vocab_size:
+            continue
+        encoder.resize_token_embeddings(vocab_size)
+        if isinstance(getattr(model.config, name, None), dict):  # the saved config must rebuild the same shapes
+            getattr(model.config, name)["vocab_size"] = vocab_size
 
 
 # ------------------------------------------------------------------------ outputs

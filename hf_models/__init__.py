@@ -1,0 +1,57 @@
+"""Zero-shot entity linking retrievers and rerankers trained with hard-negative NCE (Zhang & Stratos, 2021)."""
+
+from .configuration_joint import JointConfig
+from .configuration_retriever import (
+    CONFIG_BY_ARCHITECTURE,
+    DualConfig,
+    GenPolyConfig,
+    MultiConfig,
+    PolyConfig,
+    RetrieverConfig,
+    SomConfig,
+    config_for,
+)
+from .losses import adjusted_nce_loss, nce_loss
+from .modeling_joint import JointRerankerModel
+from .modeling_retriever import (
+    MODEL_BY_ARCHITECTURE,
+    DualEncoderModel,
+    GenPolyModel,
+    MultiVectorModel,
+    PolyEncoderModel,
+    RetrieverModel,
+    RetrieverOutput,
+    RetrieverPreTrainedModel,
+    SumOfMaxModel,
+    candidate_loss,
+)
+from .scoring import Representation, all_pairs_score, code_reduction, general_score
+
+__all__ = [
+    "CONFIG_BY_ARCHITECTURE",
+    "MODEL_BY_ARCHITECTURE",
+    "DualConfig",
+    "DualEncoderModel",
+    "GenPolyConfig",
+    "GenPolyModel",
+    "JointConfig",
+    "JointRerankerModel",
+    "MultiConfig",
+    "MultiVectorModel",
+    "PolyConfig",
+    "PolyEncoderModel",
+    "Representation",
+    "RetrieverConfig",
+    "RetrieverModel",
+    "RetrieverOutput",
+    "RetrieverPreTrainedModel",
+    "SomConfig",
+    "SumOfMaxModel",
+    "adjusted_nce_loss",
+    "all_pairs_score",
+    "candidate_loss",
+    "code_reduction",
+    "config_for",
+    "general_score",
+    "nce_loss",
+]

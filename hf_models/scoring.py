@@ -1,0 +1,265 @@
+"""Pure tensor functions of the general score function, eq. (9) of Zhang & Stratos (2021).
+
+One equation, one function:
+
+* :func:`code_reduction` -- the poly-encoder reduction ``K = E(x) Soft(E(x)^T O)`` (Section 4.2).
+* :func:`general_score` -- eq. (9) for paired inputs (each mention against its own C candidates).
+* :func:`all_pairs_score` -- eq. (9) for every (query, key) pair of two sets, chunked.
+
+Eq. (9) reads ``s = 1_m^T Q_m^T K_m' Attn(K_m'^T Q_m)``; as in every instance of Section 4.2 (and Appendix B's
+genpoly-m), each query column t is scored against its own attended key, i.e.
+``s = sum_t Q_t^T K Attn(K^T Q_t)``. Both :func:`general_score` and :func:`all_pairs_score` compute the query-key
+interaction ``A[t, t'] = Q_t^T K_t'`` and hand it to the single reduction :func:`_reduce_interaction`.
+
+This file is copied into saved model folders (``trust_remote_code``): it imports only torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+ATTENTIONS = ("soft", "hard")
+
+# Upper bound on the elements of one [N, chunk, m, m'] interaction block when the chunk size is automatic
+# (2**24 float32 values = 64 MiB; soft attention needs a few such temporaries).
+DEFAULT_MAX_BLOCK_ELEMENTS = 2**24
+
+
+@dataclass
+class Representation:
+    """One side of the score after reduction: ``vectors`` [N, L, H] and ``mask`` [N, L] (True = real column).
+
+    dual keeps L=1, multi-m's entity side L=m, som all tokens, the poly mention side m codes.
+    """
+
+    vectors: torch.Tensor  # [N, L, H]
+    mask: torch.Tensor  # [N, L] bool
+
+    def __post_init__(self) -> None:
+        if self.vectors.dim() < 3 or self.mask.shape != self.vectors.shape[:-1]:
+            raise ValueError(
+                f"Representation needs vectors [..., L, H] and mask [..., L]; got vectors "
+                f"{tuple(self.vectors.shape)} and mask {tuple(self.mask.shape)}"
+            )
+        if self.mask.dtype != torch.bool:
+            self.mask = self.mask.bool()
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    def __getitem__(self, index: int | slice | torch.Tensor) -> Representation:
+        """Rows ``index`` (an int keeps the row axis)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return Representation(vectors=self.vectors[index], mask=self.mask[index])
+
+    def index_select(self, index: torch.Tensor) -> Representation:
+        """Rows ``index`` [K] -> Representation [K, L, H]."""
+        index = index.to(self.vectors.device)
+        return Representation(
+            vectors=self.vectors.index_select(0, index), mask=self.mask.index_select(0, index)
+        )
+
+    def to(self, *args, **kwargs) -> Representation:
+        """Move / cast the vectors like ``Tensor.to``; the mask only follows the device."""
+        vectors = self.vectors.to(*args, **kwargs)
+        return Representation(vectors=vectors, mask=self.mask.to(vectors.device))
+
+    def view(self, *leading: int) -> Representation:
+        """Reshape the row axes, e.g. [B*C, L, H] -> [B, C, L, H] with ``view(B, C)``."""
+        length, hidden = self.vectors.shape[-2:]
+        return Representation(
+            vectors=self.vectors.reshape(*leading, length, hidden), mask=self.mask.reshape(*leading, length)
+        )
+
+    def pad_to(self, length: int) -> Representation:
+        """Right-pad the column axis to ``length`` (mask False on the padding)."""
+        extra = length - self.vectors.shape[-2]
+        if extra <= 0:
+            return self
+        vectors = torch.nn.functional.pad(self.vectors, (0, 0, 0, extra))  # [..., length, H]
+        mask = torch.nn.functional.pad(self.mask, (0, extra), value=False)  # [..., length]
+        return Representation(vectors=vectors, mask=mask)
+
+    @staticmethod
+    def cat(reps: Sequence[Representation]) -> Representation:
+        """Concatenate rows, right-padding the column axis to the longest."""
+        length = max(rep.vectors.shape[-2] for rep in reps)
+        padded = [rep.pad_to(length) for rep in reps]
+        return Representation(
+            vectors=torch.cat([rep.vectors for rep in padded]), mask=torch.cat([rep.mask for rep in padded])
+        )
+
+
+def _check(condition: bool, message: str, **tensors: torch.Tensor) -> None:
+    """Raise ValueError(message + every tensor's shape) unless ``condition``."""
+    if not condition:
+        shapes = ", ".join(f"{name} {tuple(t.shape)}" for name, t in tensors.items())
+        raise ValueError(f"{message}; got {shapes}")
+
+
+def _check_attention(attention: str) -> None:
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+
+
+def _reduce_interaction(
+    interaction: torch.Tensor, query_mask: torch.Tensor, key_mask: torch.Tensor, attention: str
+) -> torch.Tensor:
+    """The attention-and-sum part of eq. (9) on precomputed interactions ``A[.., t, t'] = Q_t^T K_t'`` (consumed).
+
+    interaction [..., m, m'], query_mask broadcastable to [..., m], key_mask broadcastable to [..., m'] -> [...].
+    Column t scores ``sum_t' Attn(A_t)_t' A_tt'`` (soft: softmax over unmasked keys; hard: the max over unmasked
+    keys). Masked keys are never attended, masked query columns (and columns with no unmasked key) contribute 0.
+    """
+    key_valid = key_mask.unsqueeze(-2)  # [..., 1, m']
+    # In place: the interaction is a temporary of the caller (this saves a full-size copy and its page faults).
+    attended = interaction.masked_fill_(~key_valid, torch.finfo(interaction.dtype).min)  # [..., m, m']
+    if attention == "hard":
+        column = attended.amax(dim=-1)  # [..., m]
+    else:  # masked keys get weight exactly 0, so the (finite) fill value never contributes
+        column = (attended.softmax(dim=-1) * attended).sum(dim=-1)  # [..., m]
+    column_valid = query_mask & key_mask.any(dim=-1, keepdim=True)  # [..., m]
+    return torch.where(column_valid, column, torch.zeros_like(column)).sum(dim=-1)  # [...]
+
+
+def general_score(
+    query: torch.Tensor,
+    query_mask: torch.Tensor,
+    key: torch.Tensor,
+    key_mask: torch.Tensor,
+    attention: str,
+) -> torch.Tensor:
+    """Eq. (9) for paired inputs: ``s = sum_t Q_t^T K Attn(K^T Q_t)`` for each query and each of its C keys.
+
+    Args:
+        query: Q_m [B, m, H]; query_mask [B, m] (False = padding column, contributes 0).
+        key: K_m' [B, C, m', H]; key_mask [B, C, m'] (False = padding, never attended).
+        attention: "soft" (softmax) or "hard" (one-hot argmax, i.e. sum-of-max).
+
+    Returns:
+        scores [B, C].
+    """
+    _check_attention(attention)
+    _check(
+        query.dim() == 3 and key.dim() == 4,
+        "general_score needs query [B, m, H] and key [B, C, m', H]",
+        query=query,
+        key=key,
+    )
+    batch, num_query, hidden = query.shape
+    _check(
+        key.shape[0] == batch and key.shape[-1] == hidden,
+        "general_score: query and key disagree on B or H",
+        query=query,
+        key=key,
+    )
+    _check(
+        query_mask.shape == (batch, num_query),
+        "query_mask must be [B, m]",
+        query=query,
+        query_mask=query_mask,
+    )
+    _check(key_mask.shape == key.shape[:-1], "key_mask must be [B, C, m']", key=key, key_mask=key_mask)
+    interaction = torch.einsum("bqh,bckh->bcqk", query, key)  # [B, C, m, m']
+    return _reduce_interaction(
+        interaction, query_mask.bool()[:, None, :], key_mask.bool(), attention
+    )  # [B, C]
+
+
+def _auto_chunk_size(num_query_rows: int, num_query: int, num_key: int, max_elements: int) -> int:
+    """Keys per chunk so that one [N, chunk, m, m'] interaction block holds at most ``max_elements`` values."""
+    return max(1, max_elements // max(1, num_query_rows * num_query * num_key))
+
+
+def all_pairs_score(
+    query: torch.Tensor,
+    query_mask: torch.Tensor,
+    key: torch.Tensor,
+    key_mask: torch.Tensor,
+    attention: str,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Eq. (9) for every (query, key) pair, chunked over the keys so memory stays bounded.
+
+    Args:
+        query: [N, m, H]; query_mask [N, m].
+        key: [E, m', H]; key_mask [E, m'].
+        attention: "soft" or "hard".
+        chunk_size: keys per chunk; None picks one bounding each [N, chunk, m, m'] block to
+            ``DEFAULT_MAX_BLOCK_ELEMENTS`` values.
+
+    Returns:
+        scores [N, E]. With m = m' = 1 this is a plain masked matmul (the dual encoder).
+    """
+    _check_attention(attention)
+    _check(
+        query.dim() == 3 and key.dim() == 3,
+        "all_pairs_score needs query [N, m, H] and key [E, m', H]",
+        query=query,
+        key=key,
+    )
+    _check(
+        query.shape[-1] == key.shape[-1], "all_pairs_score: query and key disagree on H", query=query, key=key
+    )
+    _check(
+        query_mask.shape == query.shape[:-1], "query_mask must be [N, m]", query=query, query_mask=query_mask
+    )
+    _check(key_mask.shape == key.shape[:-1], "key_mask must be [E, m']", key=key, key_mask=key_mask)
+    query_mask, key_mask = query_mask.bool(), key_mask.bool()
+    if query.shape[1] == 1 and key.shape[1] == 1:  # dual: E_1(x)^T F_1(y)
+        valid = query_mask[:, :1] & key_mask[:, 0][None, :]  # [N, E]
+        scores = query[:, 0] @ key[:, 0].T  # [N, E]
+        return torch.where(valid, scores, torch.zeros_like(scores))
+    if chunk_size is None:
+        chunk_size = _auto_chunk_size(
+            query.shape[0], query.shape[1], key.shape[1], DEFAULT_MAX_BLOCK_ELEMENTS
+        )
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    parts = []
+    for start in range(0, key.shape[0], chunk_size):
+        block_key = key[start : start + chunk_size]  # [c, m', H]
+        block_mask = key_mask[start : start + chunk_size]  # [c, m']
+        interaction = torch.einsum("nqh,ekh->neqk", query, block_key)  # [N, c, m, m']
+        parts.append(
+            _reduce_interaction(
+                interaction, query_mask[:, None, :], block_mask[None, :, :], attention
+            )  # [N, c]
+        )
+    if not parts:
+        return query.new_zeros(query.shape[0], 0)
+    return torch.cat(parts, dim=1)  # [N, E]
+
+
+def code_reduction(hidden: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """The poly-encoder reduction ``K_m = E(x) Soft(E(x)^T O)`` (Section 4.2), softmax over unmasked tokens.
+
+    Args:
+        hidden: token embeddings E(x) [N, T, H]; mask [N, T] (False = padding, never attended).
+        codes: learned code embeddings O [m, H].
+
+    Returns:
+        [N, m, H]: column j is the attention-weighted average of the tokens for code j (zeros for an empty row).
+    """
+    _check(
+        hidden.dim() == 3 and codes.dim() == 2,
+        "code_reduction needs hidden [N, T, H] and codes [m, H]",
+        hidden=hidden,
+        codes=codes,
+    )
+    _check(
+        hidden.shape[-1] == codes.shape[-1],
+        "code_reduction: hidden and codes disagree on H",
+        hidden=hidden,
+        codes=codes,
+    )
+    _check(mask.shape == hidden.shape[:-1], "mask must be [N, T]", hidden=hidden, mask=mask)
+    valid = mask.bool()[:, :, None]  # [N, T, 1]
+    logits = torch.einsum("nth,mh->ntm", hidden, codes)  # [N, T, m]
+    logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
+    weights = logits.softmax(dim=1) * valid  # [N, T, m]; an all-padding row gets weight 0 everywhere
+    return torch.einsum("ntm,nth->nmh", weights, hidden.masked_fill(~valid, 0.0))  # [N, m, H]

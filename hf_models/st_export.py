@@ -1,0 +1,109 @@
+"""Export a dual-encoder retriever as a sentence-transformers model (a query/document :class:`Router`).
+
+    from hf_models.st_export import export_sentence_transformer, mention_text, entity_text
+    export_sentence_transformer("out/dual", "out/dual-st")
+    model = SentenceTransformer("out/dual-st")
+    q = model.encode_query([mention_text("He met", "the Doctor", "on Gallifrey.", model.tokenizer)])
+    d = model.encode_document([entity_text("The Doctor", "The Doctor is a Time Lord ...")])
+    model.similarity(q, d)  # dot products = the retriever's scores E_1(x)^T F_1(y)
+
+The ``"query"`` route is the mention encoder E, the ``"document"`` route the entity encoder F, each a
+``Transformer`` + CLS pooling (the first token, as ``encode_mentions`` / ``encode_entities`` take it). The vectors
+equal the retriever's when the text is what the retriever saw between ``[CLS]`` and ``[SEP]``:
+
+* mentions: ``left [unused0] mention [unused1] right`` CUT TO THE PAPER'S WINDOW (the context budget split around
+  the mention, :func:`data_scripts.featurize.mention_ids`) -- sentence-transformers only truncates on the right, so
+  build the text with :func:`mention_text`;
+* entities: ``title [unused2] text`` (:func:`entity_text`); right truncation at ``max_length`` is the paper's.
+
+Only ``dual`` is exported: multi-m's entity side is m vectors per entity (max-reduced at search time) and som's
+is every token, which a single-vector sentence-transformers pipeline cannot represent.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from data_scripts.featurize import DEFAULT_MARKERS, marker_ids, mention_ids, prepare_tokenizer
+
+from .entity_index import _is_dot_product
+from .modeling_retriever import RetrieverModel
+
+logger = logging.getLogger(__name__)
+
+
+def mention_text(left: str, mention: str, right: str, tokenizer, max_length: int = 128) -> str:
+    """The mention input as text, in the paper's window: ``left [unused0] mention [unused1] right`` (no [CLS]/[SEP]).
+
+    The window is :func:`data_scripts.featurize.mention_ids`'s, decoded back to text (wordpieces rejoined), so a
+    sentence-transformers tokenizer re-tokenizes it to the same ids the retriever was given -- except when the
+    window's left edge cuts a word: the retriever then saw a continuation piece (``##xx``) that no text can
+    produce, and it is dropped here (the vectors then differ slightly from ``encode_mentions``').
+    """
+    prepare_tokenizer(tokenizer)
+    pieces = tokenizer([left, mention, right], add_special_tokens=False)["input_ids"]
+    ids = mention_ids(*pieces, marker_ids(tokenizer), max_length)[1:-1]  # drop [CLS] / [SEP]
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    first = next(i for i, token in enumerate(tokens) if not token.startswith("##"))
+    return tokenizer.decode(ids[first:], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def entity_text(title: str, text: str, title_separator: str = DEFAULT_MARKERS[2]) -> str:
+    """The entity input as text: ``title [unused2] text`` (right truncation is applied by the tokenizer)."""
+    return f"{title} {title_separator} {text}"
+
+
+def check_exportable(model: RetrieverModel) -> None:
+    """Raise ValueError unless ``model`` is a dual encoder (one vector per mention and per entity)."""
+    config = model.config
+    if not (_is_dot_product(config) and config.num_key_vectors == 1):
+        raise ValueError(
+            f"only dual retrievers export to sentence-transformers; architecture {config.architecture!r} has "
+            f"{config.num_key_vectors} entity vectors (multi-m / som need EntityIndex or FaissIndex instead)"
+        )
+
+
+def export_sentence_transformer(
+    retriever: str | Path | RetrieverModel,
+    output_dir: str | Path,
+    tokenizer=None,
+    max_length: int = 128,
+) -> Path:
+    """Write a ``SentenceTransformer`` folder whose query/document routes are the retriever's mention/entity towers.
+
+    Args:
+        retriever: a dual retriever or its folder (the tokenizer is then read from the folder).
+        output_dir: where the sentence-transformers model is saved.
+        tokenizer: the retriever's tokenizer (needed when ``retriever`` is a model object).
+        max_length: the input length the retriever was trained with (``max_seq_length`` of both routes).
+    """
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Router, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    if not isinstance(retriever, RetrieverModel):
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(retriever), trust_remote_code=False)
+        from .linker import load_model
+
+        retriever = load_model(retriever, RetrieverModel)
+    if tokenizer is None:
+        raise ValueError("pass the retriever's tokenizer when exporting a model object")
+    check_exportable(retriever)
+    prepare_tokenizer(tokenizer)  # the markers are special tokens: never split or lower-cased
+    routes = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for route, encoder in (("query", retriever.mention_encoder), ("document", retriever.entity_encoder)):
+            folder = Path(scratch) / route
+            encoder.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            transformer = Transformer(str(folder), max_seq_length=max_length)
+            routes[route] = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode="cls")]
+        router = Router.for_query_document(routes["query"], routes["document"])
+        model = SentenceTransformer(modules=[router], similarity_fn_name="dot", device="cpu")
+        model.save(str(output_dir))
+    logger.info("exported %s as a sentence-transformers model to %s", type(retriever).__name__, output_dir)
+    return Path(output_dir)

@@ -1,0 +1,147 @@
+"""EntityLinker on the real Zeshel excerpt with tiny random models: build -> save -> load -> link, reranking, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from data_scripts.zeshel import read_zeshel
+from hf_models.linker import EntityLinker, IndexMismatchError
+
+
+def save_retriever(model_class, tiny_bert_dir: Path, folder: Path, **config) -> Path:
+    """A tiny retriever built from the tiny BERT, saved with the tokenizer (what a trained model folder holds)."""
+    from transformers import AutoTokenizer
+
+    model_class.from_encoder(str(tiny_bert_dir), **config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(folder)
+    return folder
+
+
+def mention_records(mentions) -> list[dict]:
+    """The sample's 4 mentions as the linker's (left, mention, right) dicts, with their world and id."""
+    return [
+        {
+            "id": row["mention_id"],
+            "world": row["world"],
+            "left_context": row["left_context"],
+            "mention": row["mention"],
+            "right_context": row["right_context"],
+        }
+        for row in mentions
+    ]
+
+
+@pytest.fixture(scope="module")
+def zeshel(zeshel_sample_dir):
+    mentions, entities = read_zeshel(zeshel_sample_dir, splits=("train",))
+    return mention_records(mentions["train"]), entities
+
+
+@pytest.fixture(scope="module")
+def dual_dir(tiny_bert_dir, tmp_path_factory) -> Path:
+    from hf_models import DualEncoderModel
+
+    return save_retriever(DualEncoderModel, tiny_bert_dir, tmp_path_factory.mktemp("dual"))
+
+
+@pytest.fixture(scope="module")
+def built_index(dual_dir, zeshel, tmp_path_factory) -> tuple[Path, list]:
+    """The dual linker's index of the sample's documents, saved, and its links of the 4 mentions."""
+    records, entities = zeshel
+    linker = EntityLinker.from_pretrained(dual_dir, max_length=64, show_progress=False).build_index(entities)
+    folder = linker.save_index(tmp_path_factory.mktemp("index") / "kb")
+    return folder, linker.link(records, top_k=8)
+
+
+def test_build_save_load_link(dual_dir, zeshel, built_index):
+    records, entities = zeshel
+    folder, before = built_index
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["worlds"]) == {"military", "pro_wrestling", "doctor_who", "starwars"}
+    assert manifest["model"]["weights_sha256"] and manifest["tokenizer"]["special_tokens"]["[unused0]"] == 5
+
+    linker = EntityLinker.from_pretrained(dual_dir, show_progress=False).load_index(folder)
+    after = linker.link(records, top_k=8)
+    world_of = dict(zip(entities["entity_id"], entities["world"], strict=True))
+    title_of = dict(zip(entities["entity_id"], entities["title"], strict=True))
+    for record, ranked, ranked_before in zip(records, after, before, strict=True):
+        world_size = sum(w == record["world"] for w in entities["world"])
+        assert len(ranked) == min(8, world_size)
+        assert [e.entity_id for e in ranked] == [e.entity_id for e in ranked_before]
+        torch.testing.assert_close([e.score for e in ranked], [e.score for e in ranked_before])
+        assert all(
+            world_of[e.entity_id] == record["world"] and title_of[e.entity_id] == e.title for e in ranked
+        )
+        assert [e.score for e in ranked] == sorted((e.score for e in ranked), reverse=True)
+
+    marked = [
+        {
+            "world": r["world"],
+            "input": f"{r['left_context']} [START_ENT] {r['mention']} [END_ENT] {r['right_context']}",
+        }
+        for r in records
+    ]
+    same = linker.link(marked, top_k=8)
+    assert [[e.entity_id for e in m] for m in same] == [[e.entity_id for e in m] for m in after]
+
+
+def test_reranker_resorts_the_retrieved_candidates(dual_dir, tiny_bert_dir, zeshel, built_index, tmp_path):
+    from hf_models import JointRerankerModel
+
+    JointRerankerModel.from_encoder(str(tiny_bert_dir)).save_pretrained(tmp_path / "joint")
+    records, _ = zeshel
+    folder, retrieved = built_index
+    linker = EntityLinker.from_pretrained(dual_dir, tmp_path / "joint", show_progress=False).load_index(
+        folder
+    )
+    reranked = linker.link(records[:2], top_k=8)
+    for ranked, before in zip(reranked, retrieved, strict=False):
+        assert {e.entity_id for e in ranked} == {e.entity_id for e in before}
+        assert [e.score for e in ranked] == sorted((e.score for e in ranked), reverse=True)
+
+
+def test_index_built_by_another_model_is_refused(tiny_bert_dir, built_index, tmp_path):
+    from hf_models import DualEncoderModel, SumOfMaxModel
+
+    folder, _ = built_index
+    som_dir = save_retriever(SumOfMaxModel, tiny_bert_dir, tmp_path / "som")
+    with pytest.raises(IndexMismatchError, match=r"built by model .*dual.*this linker's model is .*som"):
+        EntityLinker.from_pretrained(som_dir, show_progress=False).load_index(folder)
+
+    other = DualEncoderModel.from_encoder(str(tiny_bert_dir))  # same config, different weights
+    with torch.no_grad():
+        other.mention_encoder.embeddings.word_embeddings.weight.add_(0.01)
+    linker = EntityLinker(other, EntityLinker.from_pretrained(som_dir).tokenizer, show_progress=False)
+    with pytest.raises(IndexMismatchError, match="weights_sha256"):
+        linker.load_index(folder)
+    with pytest.raises(FileNotFoundError, match="not an entity index"):
+        linker.load_index(tmp_path)
+
+
+def test_mention_without_span_names_its_index(dual_dir, built_index):
+    linker = EntityLinker.from_pretrained(dual_dir, show_progress=False).load_index(built_index[0])
+    good = {"world": "starwars", "input": "the [START_ENT] jedi [END_ENT] order"}
+    with pytest.raises(ValueError, match=r"mention 1: no marked span"):
+        linker.link([good, {"world": "starwars", "input": "no markers here"}])
+    with pytest.raises(ValueError, match=r"mention 0: the marked span is empty"):
+        linker.link(["a [START_ENT]  [END_ENT] b"])
+    with pytest.raises(ValueError, match=r"mention 0: no 'world' given and the index has 4 worlds"):
+        linker.link(["the [START_ENT] jedi [END_ENT] order"])
+
+
+def test_empty_knowledge_base_is_refused(dual_dir, tmp_path):
+    import datasets
+
+    linker = EntityLinker.from_pretrained(dual_dir, show_progress=False)
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match="empty knowledge base"):
+        linker.build_index(tmp_path / "empty.jsonl")
+    empty = datasets.Dataset.from_dict({"entity_id": [], "title": [], "text": []})
+    with pytest.raises(ValueError, match="empty knowledge base"):
+        linker.build_index(empty)
+    with pytest.raises(ValueError, match="no entity index"):
+        linker.link(["the [START_ENT] jedi [END_ENT] order"])

@@ -1,0 +1,132 @@
+"""The pure eq. (9) functions against literal per-pair loops (float64, random tensors, padding)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_models.scoring import Representation, all_pairs_score, code_reduction, general_score
+
+H = 8
+
+
+def _random_side(rows: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """vectors [rows, length, H] and a right-padded mask with at least one real column per row."""
+    vectors = torch.randn(rows, length, H, generator=generator, dtype=torch.float64)
+    lengths = torch.randint(1, length + 1, (rows,), generator=generator)
+    mask = torch.arange(length)[None, :] < lengths[:, None]
+    return vectors, mask
+
+
+def reference_pair(
+    q: torch.Tensor, qm: torch.Tensor, k: torch.Tensor, km: torch.Tensor, attention: str
+) -> float:
+    """sum over real query columns t of Q_t^T K Attn(K^T Q_t), written column by column."""
+    keys = [k[j] for j in range(k.shape[0]) if km[j]]
+    total = 0.0
+    for t in range(q.shape[0]):
+        if not qm[t]:
+            continue
+        logits = torch.stack([q[t] @ key for key in keys])  # [m'_real]
+        weights = (
+            torch.softmax(logits, 0)
+            if attention == "soft"
+            else torch.nn.functional.one_hot(logits.argmax(), len(keys))
+        )
+        attended = sum(w * key for w, key in zip(weights, keys, strict=True))  # K Attn(K^T Q_t)
+        total += float(q[t] @ attended)
+    return total
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+@pytest.mark.parametrize(("m", "m_key"), [(1, 1), (1, 4), (3, 5), (4, 1)])
+def test_general_and_all_pairs_match_reference(attention: str, m: int, m_key: int) -> None:
+    gen = torch.Generator().manual_seed(m * 10 + m_key)
+    query, qmask = _random_side(3, m, gen)
+    key, kmask = _random_side(5, m_key, gen)
+    expected = torch.tensor(
+        [
+            [reference_pair(query[n], qmask[n], key[e], kmask[e], attention) for e in range(5)]
+            for n in range(3)
+        ],
+        dtype=torch.float64,
+    )
+    for chunk_size in (None, 1, 2):
+        got = all_pairs_score(query, qmask, key, kmask, attention, chunk_size=chunk_size)
+        torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
+    paired = general_score(
+        query, qmask, key[None].expand(3, -1, -1, -1), kmask[None].expand(3, -1, -1), attention
+    )  # every query against all 5 keys as its candidates
+    torch.testing.assert_close(paired, expected, atol=1e-10, rtol=1e-10)
+
+
+def test_hard_attention_is_sum_of_max() -> None:
+    gen = torch.Generator().manual_seed(1)
+    query, qmask = _random_side(2, 4, gen)
+    key, kmask = _random_side(3, 6, gen)
+    dots = torch.einsum("nqh,ekh->neqk", query, key).masked_fill(~kmask[None, :, None, :], -torch.inf)
+    expected = (dots.amax(-1) * qmask[:, None, :]).sum(-1)
+    torch.testing.assert_close(all_pairs_score(query, qmask, key, kmask, "hard"), expected)
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_padding_cannot_change_scores(attention: str) -> None:
+    gen = torch.Generator().manual_seed(2)
+    query, qmask = _random_side(3, 4, gen)
+    key, kmask = _random_side(4, 5, gen)
+    base = all_pairs_score(query, qmask, key, kmask, attention)
+    garbage_q = query.masked_fill(~qmask[..., None], 1e6)  # huge values under the padding
+    garbage_k = key.masked_fill(~kmask[..., None], float("nan"))
+    torch.testing.assert_close(all_pairs_score(garbage_q, qmask, garbage_k, kmask, attention), base)
+    longer_q, longer_k = Representation(query, qmask).pad_to(7), Representation(key, kmask).pad_to(9)
+    torch.testing.assert_close(
+        all_pairs_score(longer_q.vectors, longer_q.mask, longer_k.vectors, longer_k.mask, attention), base
+    )
+
+
+def test_fully_masked_key_contributes_zero_and_no_nan_gradient() -> None:
+    query = torch.randn(2, 3, H, dtype=torch.float64, requires_grad=True)
+    key = torch.randn(2, 2, 4, H, dtype=torch.float64, requires_grad=True)
+    kmask = torch.ones(2, 2, 4, dtype=torch.bool)
+    kmask[0, 1] = False  # one candidate with no real column
+    scores = general_score(query, torch.ones(2, 3, dtype=torch.bool), key, kmask, "soft")
+    assert scores[0, 1] == 0
+    scores.sum().backward()
+    assert torch.isfinite(query.grad).all() and torch.isfinite(key.grad).all()
+
+
+def test_code_reduction_matches_loop() -> None:
+    gen = torch.Generator().manual_seed(3)
+    hidden, mask = _random_side(3, 6, gen)
+    codes = torch.randn(4, H, generator=gen, dtype=torch.float64)
+    got = code_reduction(hidden.masked_fill(~mask[..., None], 7.0), mask, codes)  # [3, 4, H]
+    for n in range(3):
+        tokens = hidden[n][mask[n]]  # [T_real, H]
+        for j in range(4):
+            weights = torch.softmax(tokens @ codes[j], 0)  # Soft(E(x)^T O)_j
+            torch.testing.assert_close(got[n, j], weights @ tokens)
+
+
+def test_shape_mismatches_raise_with_shapes() -> None:
+    q, qm = torch.zeros(2, 3, H), torch.ones(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"\(2, 3, 8\).*\(2, 4, 5, 7\)"):
+        general_score(q, qm, torch.zeros(2, 4, 5, 7), torch.ones(2, 4, 5, dtype=torch.bool), "soft")
+    with pytest.raises(ValueError, match=r"\(3, 4, 5, 8\)"):
+        general_score(q, qm, torch.zeros(3, 4, 5, H), torch.ones(3, 4, 5, dtype=torch.bool), "soft")
+    with pytest.raises(ValueError, match=r"query_mask \(2, 2\)"):
+        all_pairs_score(q, torch.ones(2, 2, dtype=torch.bool), torch.zeros(4, 1, H), torch.ones(4, 1), "hard")
+    with pytest.raises(ValueError, match=r"codes \(4, 7\)"):
+        code_reduction(q, qm, torch.zeros(4, 7))
+    with pytest.raises(ValueError, match="attention"):
+        all_pairs_score(q, qm, q, qm, "medium")
+
+
+def test_representation_helpers() -> None:
+    rep = Representation(torch.arange(24.0).view(3, 2, 4), torch.tensor([[1, 1], [1, 0], [1, 1]]))
+    assert rep.mask.dtype == torch.bool and len(rep) == 3
+    assert torch.equal(rep.index_select(torch.tensor([2, 0])).vectors, rep.vectors[[2, 0]])
+    assert rep[1].vectors.shape == (1, 2, 4)
+    both = Representation.cat([rep, rep.pad_to(3)])
+    assert both.vectors.shape == (6, 3, 4) and not both.mask[:, 2].any()
+    assert rep.to(torch.float16).vectors.dtype == torch.float16
+    assert rep.view(3, 1).vectors.shape == (3, 1, 2, 4)
