@@ -17,7 +17,13 @@ from transformers import AutoTokenizer, set_seed
 
 from .callbacks import FixedNegatives
 from .config_parsing import parse_config
-from .evaluation import Ranking, evaluate_ranking, qualitative_report, read_candidate_file, write_candidate_file
+from .evaluation import (
+    Ranking,
+    evaluate_ranking,
+    qualitative_report,
+    read_candidate_file,
+    write_candidate_file,
+)
 from .hub import push_folder
 from .mining import MinedNegatives
 from .tables import EntityTable, MentionTable
@@ -32,38 +38,54 @@ EMBEDDED_ENCODER = "embedded"
 @dataclass
 class ModelArguments:
     architecture: str = field(
-        default="som", metadata={"help": "Score function: dual, poly, multi, som, genpoly (retrievers) or joint (reranker)."}
+        default="som",
+        metadata={
+            "help": "Score function: dual, poly, multi, som, genpoly (retrievers) or joint (reranker)."
+        },
     )
     num_vectors: int | None = field(default=None, metadata={"help": "m of poly-m / multi-m / genpoly-m."})
     encoder: str = field(
         default=EMBEDDED_ENCODER,
-        metadata={"help": "Backbone: any BERT-family name or path; 'embedded' = the packaged all-MiniLM-L6-v2."},
+        metadata={
+            "help": "Backbone: any BERT-family name or path; 'embedded' = the packaged all-MiniLM-L6-v2."
+        },
     )
     shared_encoder: bool = field(default=False, metadata={"help": "One encoder for mentions and entities."})
     init_from: str | None = field(
-        default=None, metadata={"help": "A saved retriever folder to fine-tune (e.g. a converted BLINK dual encoder)."}
+        default=None,
+        metadata={"help": "A saved retriever folder to fine-tune (e.g. a converted BLINK dual encoder)."},
     )
 
 
 @dataclass
 class DataArguments:
     dataset_dir: str = field(
-        default="data/glossary_el", metadata={"help": "Processed tables (data_scripts output, see docs/design.md)."}
+        default="data/glossary_el",
+        metadata={"help": "Processed tables (data_scripts output, see docs/design.md)."},
     )
-    max_length: int = field(default=128, metadata={"help": "Wordpieces per mention and per entity (paper: 128)."})
+    max_length: int = field(
+        default=128, metadata={"help": "Wordpieces per mention and per entity (paper: 128)."}
+    )
     train_split: str = field(default="train", metadata={"help": "Training split name."})
     eval_split: str = field(default="val", metadata={"help": "Validation split (model selection)."})
     test_split: str | None = field(default="test", metadata={"help": "Test split evaluated at the end."})
-    max_train_mentions: int | None = field(default=None, metadata={"help": "Keep the first N training mentions."})
-    max_eval_mentions: int | None = field(default=None, metadata={"help": "Keep the first N mentions of eval/test."})
+    max_train_mentions: int | None = field(
+        default=None, metadata={"help": "Keep the first N training mentions."}
+    )
+    max_eval_mentions: int | None = field(
+        default=None, metadata={"help": "Keep the first N mentions of eval/test."}
+    )
     num_proc: int = field(default=1, metadata={"help": "Processes for featurization."})
     candidates_dir: str | None = field(
-        default=None, metadata={"help": "Reranker: folder with the retriever's candidate files <split>.jsonl."}
+        default=None,
+        metadata={"help": "Reranker: folder with the retriever's candidate files <split>.jsonl."},
     )
     compare_with: str | None = field(
         default=None, metadata={"help": "A second saved model: write a Table-3 style side-by-side report."}
     )
-    write_candidates: bool = field(default=True, metadata={"help": "Write top-k candidate files for every split."})
+    write_candidates: bool = field(
+        default=True, metadata={"help": "Write top-k candidate files for every split."}
+    )
 
 
 def resolve_encoder(name: str) -> str:
@@ -77,7 +99,9 @@ def resolve_encoder(name: str) -> str:
 
 def setup_logging(args: NCETrainingArguments) -> None:
     level = args.get_process_log_level()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, stream=sys.stdout)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, stream=sys.stdout
+    )
     logging.getLogger("hf_models").setLevel(level)
 
 
@@ -104,13 +128,21 @@ def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
         if not split or split not in mentions:
             continue
         dataset = mentions[split]
-        limit = data_args.max_train_mentions if split == data_args.train_split else data_args.max_eval_mentions
-        if limit is not None:
-            dataset = dataset.select(range(min(limit, len(dataset))))
-        featurized = featurize_mentions(dataset, tokenizer, max_length=data_args.max_length, num_proc=data_args.num_proc)
-        splits[split] = MentionTable.from_dataset(featurized, entity_table, split=f"{data_args.dataset_dir}:{split}")
+        limit = (
+            data_args.max_train_mentions if split == data_args.train_split else data_args.max_eval_mentions
+        )
+        if limit is not None and limit < len(dataset):  # a seeded sample across all worlds, not the first worlds
+            dataset = dataset.shuffle(seed=0).select(range(limit))
+        featurized = featurize_mentions(
+            dataset, tokenizer, max_length=data_args.max_length, num_proc=data_args.num_proc
+        )
+        splits[split] = MentionTable.from_dataset(
+            featurized, entity_table, split=f"{data_args.dataset_dir}:{split}"
+        )
     if data_args.train_split not in splits:
-        raise ValueError(f"{data_args.dataset_dir}: no training split {data_args.train_split!r} (has {list(mentions)})")
+        raise ValueError(
+            f"{data_args.dataset_dir}: no training split {data_args.train_split!r} (has {list(mentions)})"
+        )
     return RecipeData(entities=entity_table, splits=splits, tokens_added=tokens_added)
 
 
@@ -127,11 +159,15 @@ def build_model(model_args: ModelArguments, tokenizer):
         model = JointRerankerModel.from_encoder(resolve_encoder(model_args.encoder))
     else:
         if model_args.architecture not in MODEL_BY_ARCHITECTURE:
-            raise ValueError(f"architecture must be one of {sorted(MODEL_BY_ARCHITECTURE)} or 'joint', got {model_args.architecture!r}")
+            raise ValueError(
+                f"architecture must be one of {sorted(MODEL_BY_ARCHITECTURE)} or 'joint', got {model_args.architecture!r}"
+            )
         kwargs = {"shared_encoder": model_args.shared_encoder}
         if model_args.num_vectors is not None:
             kwargs["m"] = model_args.num_vectors
-        model = MODEL_BY_ARCHITECTURE[model_args.architecture].from_encoder(resolve_encoder(model_args.encoder), **kwargs)
+        model = MODEL_BY_ARCHITECTURE[model_args.architecture].from_encoder(
+            resolve_encoder(model_args.encoder), **kwargs
+        )
     resize_embeddings(model, len(tokenizer))
     return model
 
@@ -143,12 +179,16 @@ def resize_embeddings(model, vocab_size: int) -> None:
         if encoder is None or encoder.get_input_embeddings().num_embeddings >= vocab_size:
             continue
         encoder.resize_token_embeddings(vocab_size)
-        if isinstance(getattr(model.config, name, None), dict):  # the saved config must rebuild the same shapes
+        if isinstance(
+            getattr(model.config, name, None), dict
+        ):  # the saved config must rebuild the same shapes
             getattr(model.config, name)["vocab_size"] = vocab_size
 
 
 # ------------------------------------------------------------------------ outputs
-def evaluate_splits(trainer: NCETrainer, data: RecipeData, data_args: DataArguments, candidates: dict[str, Ranking]) -> dict:
+def evaluate_splits(
+    trainer: NCETrainer, data: RecipeData, data_args: DataArguments, candidates: dict[str, Ranking]
+) -> dict:
     """Final metrics of the eval and test splits; candidate files for every split; the qualitative report."""
     output_dir = Path(trainer.args.output_dir)
     results, rankings = {}, {}
@@ -156,15 +196,21 @@ def evaluate_splits(trainer: NCETrainer, data: RecipeData, data_args: DataArgume
         ranking = trainer.predict_rankings(mentions, data.entities, candidates.get(split))
         rankings[split] = ranking
         if split != data_args.train_split:
-            results[split] = evaluate_ranking(ranking, mentions, data.entities, ks=(1, trainer.args.eval_top_k))
+            results[split] = evaluate_ranking(
+                ranking, mentions, data.entities, ks=(1, trainer.args.eval_top_k)
+            )
         if data_args.write_candidates and trainer.is_world_process_zero():
-            write_candidate_file(output_dir / "candidates" / f"{split}.jsonl", ranking, mentions, data.entities)
+            write_candidate_file(
+                output_dir / "candidates" / f"{split}.jsonl", ranking, mentions, data.entities
+            )
     if data_args.compare_with and data_args.eval_split in data.splits:
         write_comparison(trainer, data, data_args, rankings[data_args.eval_split], candidates)
     return results
 
 
-def write_comparison(trainer, data: RecipeData, data_args: DataArguments, ranking: Ranking, candidates) -> None:
+def write_comparison(
+    trainer, data: RecipeData, data_args: DataArguments, ranking: Ranking, candidates
+) -> None:
     from .evaluation import rerank, retrieve
     from .modeling_retriever import RetrieverModel
 
@@ -200,12 +246,16 @@ def finish(trainer: NCETrainer, results: dict, push: bool) -> None:
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         print_metrics(results)
         if push:
-            url = push_folder(output_dir, trainer.args.hub_model_id or output_dir.name, token=trainer.args.hub_token)
+            url = push_folder(
+                output_dir, trainer.args.hub_model_id or output_dir.name, token=trainer.args.hub_token
+            )
             print(f"pushed to {url}")
 
 
 def _parse(argv, default_config):
-    model_args, data_args, args = parse_config([ModelArguments, DataArguments, NCETrainingArguments], argv, default_config)
+    model_args, data_args, args = parse_config(
+        [ModelArguments, DataArguments, NCETrainingArguments], argv, default_config
+    )
     push = args.push_to_hub
     args.push_to_hub = False  # we push the final folder ourselves (clear offline errors, model card included)
     return model_args, data_args, args, push
@@ -271,7 +321,9 @@ def run_reranker_recipe(argv=None, default_config: str | None = None) -> dict:
         data.entities,
         eval_mentions=data.splits.get(data_args.eval_split),
         eval_candidates=candidates.get(data_args.eval_split),
-        negative_source=FixedNegatives(fixed_negatives(candidates[data_args.train_split], train, args.num_candidates - 1)),
+        negative_source=FixedNegatives(
+            fixed_negatives(candidates[data_args.train_split], train, args.num_candidates - 1)
+        ),
         processing_class=tokenizer,
         dataset_name=Path(data_args.dataset_dir).name,
         base_model=model_args.encoder,

@@ -22,7 +22,12 @@ def run(tmp_path, tiny_bert_dir, tiny_el, name, callbacks=(), resume=None):
     tokenizer, entities, splits = tiny_el
     args = tiny_args(tmp_path / name, save_strategy="steps", save_steps=3, eval_strategy="no", seed=3)
     trainer = NCETrainer(
-        make_model(tiny_bert_dir), args, splits["train"], entities, eval_mentions=splits["val"], callbacks=list(callbacks)
+        make_model(tiny_bert_dir),
+        args,
+        splits["train"],
+        entities,
+        eval_mentions=splits["val"],
+        callbacks=list(callbacks),
     )
     trainer.train(resume_from_checkpoint=resume)
     return trainer
@@ -39,6 +44,8 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, tiny_bert_dir, tiny_el)
 
     resumed = run(tmp_path, tiny_bert_dir, tiny_el, "killed", resume=str(checkpoint))
     assert resumed.mining_callback.history == [], "the epoch in progress must reuse its saved negatives"
-    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
         assert torch.allclose(a, b, atol=1e-6), name
     assert resumed.evaluate() == pytest.approx(full.evaluate())
