@@ -26,9 +26,8 @@ row's detached scores; ``"uniform"``: uniform over Y):
   for K - 1 >= 2.
 
 The NCE loss of one candidate set, -log pi_theta(1 | x, y_{1:K}) with the gold at column 0 (eqs. 3, 11), is
-computed here with ``log_softmax`` on purpose: this module needs it per draw and per enumerated tuple on
-[..., K] tensors, and stays free of the trainer's ``hf_models.losses`` (which implements the same eq. 11 over
-[B, C] batches).
+``hf_models.losses.nce_example_losses`` on [..., K] tensors (per draw and per enumerated tuple) -- the same
+function whose batch mean is the training loss.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .losses import nce_example_losses
 from .samplers import sample_negatives
 
 logger = logging.getLogger(__name__)
@@ -84,11 +84,6 @@ def flat_grad(loss: torch.Tensor, params: Sequence[torch.Tensor], retain_graph: 
     return torch.cat(
         [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads, strict=True)]
     )
-
-
-def candidate_nce_loss(candidate_scores: torch.Tensor) -> torch.Tensor:
-    """-log pi_theta(1 | x, y_{1:K}) of eqs. (3) and (11): candidate_scores [..., K], gold at 0 -> [...]."""
-    return -candidate_scores.log_softmax(-1)[..., 0]
 
 
 def population_rows(
@@ -161,7 +156,7 @@ def expected_nce_loss(
         )
         candidates = torch.cat([gold[None, :, None].expand(c, -1, 1), sample.ids.view(c, num_rows, -1)], 2)
         candidate_scores = scores[None].expand(c, -1, -1).gather(2, candidates)  # [c, R, K]
-        total = total + (candidate_nce_loss(candidate_scores) * w).sum()  # sum over draws and rows
+        total = total + (nce_example_losses(candidate_scores) * w).sum()  # sum over draws and rows
     return total / num_draws
 
 
@@ -262,7 +257,7 @@ def exact_nce_loss(
     """
     _, candidate_scores, h = _enumerated_candidates(scores, gold, num_negatives, scheme, proposal)
     w = _row_weights(weights, scores.shape[0], scores)
-    return (w * (h * candidate_nce_loss(candidate_scores)).sum(-1)).sum()
+    return (w * (h * nce_example_losses(candidate_scores)).sum(-1)).sum()
 
 
 def gamma_exact(

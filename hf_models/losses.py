@@ -17,6 +17,20 @@ def _upcast(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
+def nce_example_losses(scores: torch.Tensor) -> torch.Tensor:
+    """-log pi_theta(1 | x, y_{1:K}) of eq. (3) for every candidate set: the summand of eq. (11).
+
+    Args:
+        scores: [..., K] with K >= 1 (last-axis column 0 = gold, 1..K-1 = negatives).
+
+    Returns:
+        [...] per-example losses.
+    """
+    if scores.dim() < 1 or scores.shape[-1] < 1:
+        raise ValueError(f"nce_example_losses needs scores [..., K] with K >= 1; got {tuple(scores.shape)}")
+    return -_upcast(scores).log_softmax(dim=-1)[..., 0]
+
+
 def nce_loss(scores: torch.Tensor) -> torch.Tensor:
     """Eq. (11): ``-1/N sum_i log softmax(s(x_i, y_i,1..K))_1``; the gold is column 0.
 
@@ -28,7 +42,7 @@ def nce_loss(scores: torch.Tensor) -> torch.Tensor:
     """
     if scores.dim() != 2 or scores.shape[1] < 1:
         raise ValueError(f"nce_loss needs scores [B, K] with K >= 1; got {tuple(scores.shape)}")
-    return -_upcast(scores).log_softmax(dim=1)[:, 0].mean()  # [B] -> scalar
+    return nce_example_losses(scores).mean()  # [B] -> scalar
 
 
 def adjusted_nce_loss(scores: torch.Tensor, negative_log_probs: torch.Tensor) -> torch.Tensor:

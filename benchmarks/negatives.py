@@ -1,0 +1,85 @@
+"""Random vs hard vs mixed-50 negatives for dual and som on the embedded dataset, under the same budget.
+
+Every run trains the same encoder (the packaged all-MiniLM-L6-v2) on the same training mentions for the same number
+of steps with the same K, and differs only in the negatives (and the architecture). Prints one markdown table.
+
+    python benchmarks/negatives.py                       # ~20 minutes on 2 CPU cores
+    python benchmarks/negatives.py --architectures dual --strategies random hard --max_train_mentions 160
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from hf_models.recipe import run_retriever_recipe
+
+DEMO_CONFIG = str(Path(__file__).resolve().parents[1] / "recipes" / "configs" / "demo_som.yaml")
+STRATEGIES = {
+    "random": ["--negatives", "random"],
+    "hard": ["--negatives", "hard"],
+    "mixed-50": ["--negatives", "mixed", "--hard_percent", "50"],
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--architectures", nargs="+", default=["dual", "som"])
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--max_train_mentions", type=int, default=320)
+    parser.add_argument("--max_eval_mentions", type=int, default=400)
+    parser.add_argument("--num_train_epochs", type=int, default=2)
+    parser.add_argument("--num_candidates", type=int, default=8)
+    parser.add_argument("--max_length", type=int, default=48)
+    parser.add_argument("--learning_rate", type=float, default=5e-5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output_dir", default="outputs/bench_negatives")
+    return parser.parse_args()
+
+
+def run_one(cli: argparse.Namespace, architecture: str, strategy: str) -> dict:
+    output_dir = Path(cli.output_dir) / f"{architecture}_{strategy}"
+    argv = [
+        "--architecture", architecture, *STRATEGIES[strategy],
+        "--max_train_mentions", str(cli.max_train_mentions), "--max_eval_mentions", str(cli.max_eval_mentions),
+        "--num_train_epochs", str(cli.num_train_epochs), "--num_candidates", str(cli.num_candidates),
+        "--max_length", str(cli.max_length), "--learning_rate", str(cli.learning_rate), "--seed", str(cli.seed),
+        "--output_dir", str(output_dir), "--save_strategy", "no", "--load_best_model_at_end", "false",
+        "--eval_strategy", "no", "--write_candidates", "false", "--disable_tqdm", "true", "--log_level", "warning",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    results = run_retriever_recipe(argv, default_config=DEMO_CONFIG)
+    results["seconds"] = time.perf_counter() - start
+    return results
+
+
+def main() -> None:
+    cli = parse_args()
+    rows = []
+    for architecture in cli.architectures:
+        for strategy in cli.strategies:
+            results = run_one(cli, architecture, strategy)
+            rows.append((architecture, strategy, results))
+            Path(cli.output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(cli.output_dir) / "results.json").write_text(json.dumps([list(r) for r in rows], indent=2))
+    print(
+        f"\nembedded glossary dataset, MiniLM-L6, {cli.max_train_mentions} training mentions, K={cli.num_candidates}, "
+        f"{cli.max_length} wordpieces, {cli.num_train_epochs} epochs, lr {cli.learning_rate}, seed {cli.seed}\n"
+    )
+    print("| architecture | negatives | val recall@64 | val acc | test recall@64 | test acc | seconds |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for architecture, strategy, r in rows:
+        val, test = r.get("val", {}), r.get("test", {})
+        print(
+            f"| {architecture} | {strategy} | {val.get('recall@64', float('nan')):.2f} | "
+            f"{val.get('unnormalized_accuracy', float('nan')):.2f} | {test.get('recall@64', float('nan')):.2f} | "
+            f"{test.get('unnormalized_accuracy', float('nan')):.2f} | {r['seconds']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
