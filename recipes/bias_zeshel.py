@@ -39,7 +39,7 @@ from hf_models.bias_probe import BiasProbe, LabelSpace, label_space_from_dataset
 from hf_models.config_parsing import parse_config  # noqa: E402
 from hf_models.losses import nce_loss  # noqa: E402
 from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE  # noqa: E402
-from hf_models.recipe import resolve_encoder  # noqa: E402
+from hf_models.recipe import resize_embeddings, resolve_encoder  # noqa: E402
 from hf_models.samplers import sample_negatives  # noqa: E402
 from hf_models.tables import EntityTable, MentionTable  # noqa: E402
 
@@ -131,11 +131,7 @@ def build_model(args: BiasZeshelArguments, tokenizer, tokens_added: int):
     torch.manual_seed(args.seed)
     model = MODEL_BY_ARCHITECTURE[args.architecture].from_encoder(resolve_encoder(args.encoder), **kwargs)
     if tokens_added:
-        for encoder in {
-            id(model.mention_encoder): model.mention_encoder,
-            id(model.entity_encoder): model.entity_encoder,
-        }.values():
-            encoder.resize_token_embeddings(len(tokenizer))
+        resize_embeddings(model, len(tokenizer))
     return model
 
 
