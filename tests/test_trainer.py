@@ -118,3 +118,25 @@ def test_bad_arguments():
         NCETrainingArguments(output_dir="x", negatives="semi-hard", use_cpu=True)
     with pytest.raises(ValueError, match="hard_percent"):
         NCETrainingArguments(output_dir="x", negatives="mixed", hard_percent=150, use_cpu=True)
+
+
+def test_qualitative_report_and_candidate_file_round_trip(tmp_path, tiny_bert_dir, tiny_el):
+    from hf_models.evaluation import qualitative_report, read_candidate_file, retrieve, write_candidate_file
+
+    tokenizer, entities, splits = tiny_el
+    val = splits["val"]
+    rankings = {
+        name: retrieve(
+            EntityIndex(make_model(tiny_bert_dir, arch), encode_dtype="float32"), val, entities, k=5
+        )
+        for name, arch in (("som", "som"), ("dual", "dual"))
+    }
+    report = qualitative_report(val, entities, rankings, num_examples=3, top=4)
+    assert report.count("## Mention") == 3 and "| rank | som | dual |" in report
+    gold_title = entities.titles[int(val.gold_rows[0])]
+    assert gold_title in qualitative_report(val, entities, rankings, num_examples=len(val))
+
+    path = write_candidate_file(tmp_path / "c.jsonl", rankings["som"], val, entities)
+    back = read_candidate_file(path, val, entities)
+    assert torch.equal(back.rows, rankings["som"].rows)
+    assert all(entities.worlds[r] == val.worlds[i] for i, row in enumerate(back.rows.tolist()) for r in row)
