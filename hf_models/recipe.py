@@ -26,6 +26,7 @@ from .evaluation import (
 )
 from .hub import push_folder
 from .mining import MinedNegatives
+from .model_card import write_model_card
 from .tables import EntityTable, MentionTable
 from .trainer import NCETrainer
 from .training_args import NCETrainingArguments
@@ -131,7 +132,9 @@ def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
         limit = (
             data_args.max_train_mentions if split == data_args.train_split else data_args.max_eval_mentions
         )
-        if limit is not None and limit < len(dataset):  # a seeded sample across all worlds, not the first worlds
+        if limit is not None and limit < len(
+            dataset
+        ):  # a seeded sample across all worlds, not the first worlds
             dataset = dataset.shuffle(seed=0).select(range(limit))
         featurized = featurize_mentions(
             dataset, tokenizer, max_length=data_args.max_length, num_proc=data_args.num_proc
@@ -217,9 +220,9 @@ def write_comparison(
     other = RetrieverModel.from_pretrained(data_args.compare_with).to(trainer.args.device)
     mentions = data.splits[data_args.eval_split]
     if trainer.index is not None:
-        index = trainer._make_index()
-        index.model = other
-        other_ranking = retrieve(index, mentions, data.entities, k=trainer.args.eval_top_k)
+        other_ranking = retrieve(
+            trainer._make_index(other), mentions, data.entities, k=trainer.args.eval_top_k
+        )
     else:
         other_ranking = rerank(other, candidates[data_args.eval_split], mentions, data.entities, cross=False)
     report = qualitative_report(
@@ -243,6 +246,10 @@ def finish(trainer: NCETrainer, results: dict, push: bool) -> None:
     trainer.log({f"final_{split}_{k}": v for split, m in results.items() for k, v in m.items()})
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
+        final = {f"{split}/{k}": v for split, metrics in results.items() for k, v in metrics.items()}
+        write_model_card(
+            output_dir, trainer.model.config, trainer.args, final, trainer.dataset_name, trainer.base_model
+        )
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         print_metrics(results)
         if push:

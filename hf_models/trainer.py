@@ -96,9 +96,10 @@ class NCETrainer(Trainer):
         self.mining_callback = NegativeMiningCallback(negative_source, self.store)
         self.add_callback(self.mining_callback)
 
-    def _make_index(self) -> EntityIndex:
+    def _make_index(self, model=None) -> EntityIndex:
+        """An EntityIndex over `model` (default: the model being trained) with the args' mining settings."""
         return EntityIndex(
-            self.model,
+            model if model is not None else self.model,
             self.accelerator,
             batch_size=self.args.mining_batch_size,
             encode_dtype=self.args.encode_dtype,

@@ -38,7 +38,7 @@ def test_retriever_then_reranker(tmp_path, tiny_bert_dir, tiny_dataset):
     assert set(results) == {"val", "test"}
     assert 0.0 <= results["val"]["recall@6"] <= 100.0
     card = (retriever_dir / "README.md").read_text()
-    assert "som" in card and "hard" in card and "zhang-stratos-2021" in card and "recall@6" in card
+    assert "som" in card and "hard" in card and "zhang-stratos-2021" in card and "test/recall@6" in card
     assert json.loads((retriever_dir / "metrics.json").read_text()) == results
     for split in ("train", "val", "test"):
         lines = (retriever_dir / "candidates" / f"{split}.jsonl").read_text().splitlines()
