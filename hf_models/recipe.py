@@ -339,3 +339,14 @@ def run_reranker_recipe(argv=None, default_config: str | None = None) -> dict:
     results = evaluate_splits(trainer, data, data_args, candidates=candidates)
     finish(trainer, results, push)
     return results
+
+
+def recipe_main(script: str, kind: str = "retriever"):
+    """The `main(argv=None)` of a recipe script: its YAML is `configs/<script name>.yaml` next to it."""
+    config = str(Path(script).resolve().parent / "configs" / f"{Path(script).stem}.yaml")
+    run = run_retriever_recipe if kind == "retriever" else run_reranker_recipe
+
+    def main(argv: list[str] | None = None) -> dict:
+        return run(argv, default_config=config)
+
+    return main

@@ -5,16 +5,9 @@
 The YAML holds the paper's settings; every command-line flag overrides it.
 """
 
-from pathlib import Path
+from hf_models.recipe import recipe_main
 
-from hf_models.recipe import run_retriever_recipe
-
-CONFIG = str(Path(__file__).parent / "configs" / "zeshel_som.yaml")
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return run_retriever_recipe(argv, default_config=CONFIG)
-
+main = recipe_main(__file__)
 
 if __name__ == "__main__":
     main()

@@ -72,3 +72,34 @@ def test_evaluate_module_loads_offline():
     )
     assert result["recall@2"] == pytest.approx(200 / 3)
     assert result["unnormalized_accuracy"] == pytest.approx(25.0)  # w1: 1/2, w2: 0/1 -> macro 25
+
+
+@pytest.mark.parametrize(
+    "config",
+    sorted(
+        p.name for p in (REPO_ROOT / "recipes" / "configs").glob("*.yaml") if not p.stem.startswith("bias")
+    ),
+)
+def test_every_training_config_parses(config):
+    """Every YAML holds only known keys and valid values (bf16 configs are checked on CPU with use_cpu)."""
+    from hf_models.config_parsing import parse_config
+    from hf_models.recipe import DataArguments, ModelArguments
+    from hf_models.training_args import NCETrainingArguments
+
+    model_args, data_args, args = parse_config(
+        [ModelArguments, DataArguments, NCETrainingArguments],
+        ["--use_cpu", "true", "--report_to", "none"],
+        str(REPO_ROOT / "recipes" / "configs" / config),
+    )
+    assert args.num_candidates >= 2 and model_args.architecture
+
+
+def test_recipe_scripts_use_their_config():
+    import runpy
+
+    for script in sorted((REPO_ROOT / "recipes").glob("*.py")):
+        if script.stem.startswith("bias"):
+            continue
+        main = runpy.run_path(str(script))["main"]
+        assert callable(main)
+        assert (script.parent / "configs" / f"{script.stem}.yaml").exists(), script.name
