@@ -90,6 +90,17 @@ class DataArguments:
     write_candidates: bool = field(
         default=True, metadata={"help": "Write top-k candidate files for every split."}
     )
+    bias_probe_mentions: int = field(
+        default=0,
+        metadata={
+            "help": "Opt-in GradientBiasCallback: at each evaluation estimate ||b(theta)|| (App. C) for this run's "
+            "negatives on this many training mentions and <= 2x as many entities (0 = off). Cost per evaluation: "
+            "one forward of the probe's mentions + entities and two backward passes."
+        },
+    )
+    bias_probe_draws: int = field(
+        default=100, metadata={"help": "Monte-Carlo negative draws per bias estimate."}
+    )
 
 
 def resolve_encoder(name: str) -> str:
@@ -119,6 +130,7 @@ def setup_logging(args: NCETrainingArguments) -> None:
 class RecipeData:
     entities: EntityTable
     splits: dict[str, MentionTable]
+    entity_texts: list[str]  # raw descriptions aligned with `entities` rows
     tokens_added: int = 0
 
 
@@ -129,9 +141,10 @@ def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
 
     mentions, entities = load_processed(data_args.dataset_dir)
     tokens_added = prepare_tokenizer(tokenizer)
-    entity_table = EntityTable.from_dataset(
-        featurize_entities(entities, tokenizer, max_length=data_args.max_length, num_proc=data_args.num_proc)
+    featurized_entities = featurize_entities(
+        entities, tokenizer, max_length=data_args.max_length, num_proc=data_args.num_proc
     )
+    entity_table = EntityTable.from_dataset(featurized_entities)
     splits = {}
     for split in (data_args.train_split, data_args.eval_split, data_args.test_split):
         if not split or split not in mentions:
@@ -154,7 +167,12 @@ def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
         raise ValueError(
             f"{data_args.dataset_dir}: no training split {data_args.train_split!r} (has {list(mentions)})"
         )
-    return RecipeData(entities=entity_table, splits=splits, tokens_added=tokens_added)
+    return RecipeData(
+        entities=entity_table,
+        splits=splits,
+        entity_texts=list(featurized_entities["text"]),
+        tokens_added=tokens_added,
+    )
 
 
 # -------------------------------------------------------------------------- model
@@ -292,6 +310,18 @@ def run_retriever_recipe(argv=None, default_config: str | None = None) -> dict:
         dataset_name=Path(data_args.dataset_dir).name,
         base_model=encoder_hub_id(model_args.encoder),
     )
+    if data_args.bias_probe_mentions > 0:
+        from .bias_probe import GradientBiasCallback
+
+        trainer.add_callback(
+            GradientBiasCallback.from_trainer(
+                trainer,
+                data_args.bias_probe_mentions,
+                data_args.bias_probe_draws,
+                args.seed,
+                data.entity_texts,
+            )
+        )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     results = evaluate_splits(trainer, data, data_args, candidates={})
     finish(trainer, results, push)

@@ -33,9 +33,11 @@ def test_retriever_then_reranker(tmp_path, tiny_bert_dir, tiny_dataset):
     results = run_retriever_recipe(
         ["--config", str(REPO_ROOT / "recipes/configs/demo_som.yaml"), "--encoder", str(tiny_bert_dir),
          "--dataset_dir", str(tiny_dataset), "--output_dir", str(retriever_dir), *COMMON,
-         "--max_train_mentions", "16"]
+         "--max_train_mentions", "16", "--bias_probe_mentions", "4", "--bias_probe_draws", "5"]
     )  # fmt: skip
     assert set(results) == {"val", "test"}
+    state = json.loads((retriever_dir / "checkpoint-4" / "trainer_state.json").read_text())
+    assert any("bias_norm" in record for record in state["log_history"]), "opt-in GradientBiasCallback logged"
     assert 0.0 <= results["val"]["recall@6"] <= 100.0
     card = (retriever_dir / "README.md").read_text()
     assert "som" in card and "hard" in card and "zhang-stratos-2021" in card and "test/recall@6" in card
