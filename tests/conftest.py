@@ -13,7 +13,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ZESHEL_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "zeshel_sample"
+ZESHEL_SAMPLE = REPO_ROOT / "tests" / "data" / "zeshel_sample"  # real CC-BY-SA excerpt, vendored
 
 _WORDS = [
     "the",
@@ -157,8 +157,7 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def zeshel_sample_dir() -> Path:
-    if not ZESHEL_SAMPLE.exists():
-        pytest.skip(f"real Zeshel excerpt not found at {ZESHEL_SAMPLE}")
+    assert ZESHEL_SAMPLE.exists(), f"the vendored Zeshel excerpt is missing: {ZESHEL_SAMPLE}"
     return ZESHEL_SAMPLE
 
 
