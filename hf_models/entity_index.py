@@ -77,8 +77,12 @@ def encode_in_batches(
     desc: str = "encoding",
     show_progress: bool = True,
 ) -> Representation:
-    """Encode [N, T] token ids in batches (each batch trimmed to its longest row) -> Representation on CPU."""
-    n_rows, seq_len = input_ids.shape  # [N, T]
+    """Encode [N, T] token ids in batches (each batch trimmed to its longest row) -> Representation on CPU.
+
+    The column axis is as wide as the widest batch needs: 1 for dual, m for leftmost-m / code reductions, the
+    longest sequence for all-token (som) sides. Never wider: a padded dual would lose the one-matmul path.
+    """
+    n_rows = input_ids.shape[0]  # input_ids [N, T]
     parts: list[Representation] = []
     starts = range(0, n_rows, batch_size)
     for start in tqdm(starts, desc=desc, disable=not show_progress or len(starts) < 2, leave=False):
@@ -90,7 +94,7 @@ def encode_in_batches(
         parts.append(Representation(vectors=rep.vectors.to("cpu", store_dtype), mask=rep.mask.to("cpu")))
     if not parts:
         raise ValueError("nothing to encode: got 0 rows")
-    return Representation.cat(parts).pad_to(seq_len)
+    return Representation.cat(parts)
 
 
 def shard_bounds(n_rows: int, num_shards: int, shard: int) -> tuple[int, int]:
@@ -100,9 +104,13 @@ def shard_bounds(n_rows: int, num_shards: int, shard: int) -> tuple[int, int]:
 
 
 def gather_rows(accelerator, rep: Representation, n_rows: int) -> Representation:
-    """All-gather each process's contiguous shard of rows (see `shard_bounds`) into the full [n_rows] table."""
+    """All-gather each process's contiguous shard of rows (see `shard_bounds`) into the full [n_rows] table.
+
+    Shards may differ in column width (all-token sides trim padding per batch): all are padded to the widest.
+    """
     per = math.ceil(n_rows / accelerator.num_processes)
-    local = _pad_rows(rep, per)
+    width = torch.tensor([rep.vectors.shape[1]], device=accelerator.device)
+    local = _pad_rows(rep.pad_to(int(accelerator.gather(width).max())), per)
     vectors = accelerator.gather(local.vectors.float().to(accelerator.device)).cpu()  # [P*per, L, H]
     mask = accelerator.gather(local.mask.to(torch.uint8).to(accelerator.device)).cpu().bool()
     return Representation(vectors=vectors[:n_rows].to(rep.vectors.dtype), mask=mask[:n_rows])
@@ -242,7 +250,6 @@ class EntityIndex:
             self.model.train(was_training)
         if self.num_processes == 1:
             return local
-        local = local.pad_to(input_ids.shape[1])
         return gather_rows(self.accelerator, local, n_rows)
 
     def add_world(

@@ -140,3 +140,13 @@ def test_qualitative_report_and_candidate_file_round_trip(tmp_path, tiny_bert_di
     back = read_candidate_file(path, val, entities)
     assert torch.equal(back.rows, rankings["som"].rows)
     assert all(entities.worlds[r] == val.worlds[i] for i, row in enumerate(back.rows.tolist()) for r in row)
+
+
+@pytest.mark.parametrize(("architecture", "width"), [("dual", 1), ("multi", 8), ("som", None)])
+def test_index_stores_reduced_width(tiny_bert_dir, tiny_el, architecture, width):
+    """A dual entity is stored as ONE vector (not padded to the sequence length): the one-matmul path applies."""
+    tokenizer, entities, splits = tiny_el
+    index = EntityIndex(make_model(tiny_bert_dir, architecture), encode_dtype="float32", show_progress=False)
+    rep = index.add_world("alpha", *entities.world_subset("alpha")).representation
+    longest = int(entities.attention_mask[entities.rows_by_world["alpha"]].sum(1).max())
+    assert rep.vectors.shape[1] == (width or longest)
