@@ -11,11 +11,6 @@ dual:
     entities), ``encode_mentions``, ``EntityIndex.score`` (full [N, E] rows) and ``sample_negatives("hard")``.
   * ``ours exact, top-k``: the same encodings, ``EntityIndex.search`` (chunked exact top-k).
   * ``ours faiss flat, top-k``: the same encodings added to a ``FaissIndex`` (``backend="faiss"``), searched.
-  * ``reference: model.score_all on reps cut to their real width``: ``encode_in_batches`` pads every stored
-    representation to the input length (``pad_to(seq_len)``), so a dual's [N, 1, H] / [E, 1, H] vectors are stored
-    as [.., max_length, H] (mask False past column 0) and ``all_pairs_score`` takes its general masked
-    [N, c, T, T] path instead of the single matmul. This row scores the same vectors cut back to width 1 (what
-    the dual path would cost without that padding); it is NOT what ``EntityIndex`` does today.
   * ``ST mine_hard_negatives``: ``sentence_transformers.util.mine_hard_negatives`` on the SAME model (the dual's
     two towers exported with ``hf_models.st_export.export_sentence_transformer``: query route = mention encoder,
     document route = entity encoder, CLS pooling), the same mention / entity texts (``mention_text`` /
@@ -30,8 +25,8 @@ som:
     chunk files (plus masks) while encoding, and for every mention batch each chunk is ``np.load``-ed and scored
     with a torch sum-of-max; then the same sampler. (Files are read back through the OS page cache once written.)
 
-The scoring-stage FLOP rate (2 x the multiply-adds the stored shapes cost: padded to ``max_length`` on both sides
-for som and, see above, for ours exact dual; 2 N E H for FAISS, ST and the reference row) is compared with this machine's measured ``torch.matmul`` peak (square fp32 and bf16 products).
+The scoring-stage FLOP rate (2 x the multiply-adds the stored shapes cost: padded to the longest sequence on both
+sides for som; 2 N E H for dual, FAISS and ST) is compared with this machine's measured ``torch.matmul`` peak (square fp32 and bf16 products).
 
 Usage::
 
@@ -239,14 +234,6 @@ def make_index(model, args, **kwargs) -> EntityIndex:
     )
 
 
-def trimmed(rep):
-    """The representation cut to its widest real column (drops the all-padding columns at the right)."""
-    from hf_models.scoring import Representation
-
-    width = int(rep.mask.any(0).nonzero().max()) + 1
-    return Representation(vectors=rep.vectors[:, :width], mask=rep.mask[:, :width])
-
-
 def sample_hard(scores: torch.Tensor, gold: torch.Tensor, args) -> torch.Tensor:
     generator = torch.Generator().manual_seed(args.seed)
     return sample_negatives("hard", scores, gold, args.num_negatives, generator).ids
@@ -272,10 +259,6 @@ def bench_dual(args, tokenizer, data, meter: Meter) -> list[Row]:
         _, exact_top = index.search(args.world, reps, k)
 
     rep = index.worlds[args.world].representation
-    q_rep, e_rep = trimmed(reps), trimmed(rep)
-    with meter.stage(st, "score_rows_unpadded"):
-        unpadded = model.score_all(q_rep.to(meter.device), e_rep.to(meter.device)).cpu()
-    same = torch.allclose(unpadded, scores, atol=1e-4)
 
     faiss_index = make_index(model, args, backend="faiss", faiss_kind="flat")
     with meter.stage(st, "faiss_build"):
@@ -309,15 +292,6 @@ def bench_dual(args, tokenizer, data, meter: Meter) -> list[Row]:
             "faiss_topk",
             useful,
             note=f"same top-{k} sets as exact: {agree:.1%}",
-        ),
-        Row(
-            "dual",
-            "reference: model.score_all on reps cut to their real width (1)",
-            st,
-            enc + ["score_rows_unpadded", "sample"],
-            "score_rows_unpadded",
-            useful,
-            note=f"not what EntityIndex does today; same scores: {same}",
         ),
     ]
     if not args.skip_st:
