@@ -22,12 +22,8 @@ Example (what docs/scaling.md shows)::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import gc
 import math
 import os
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +33,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import release_freed_memory, rss_bytes  # noqa: E402
+
 from hf_models.faiss_backend import FaissIndex  # noqa: E402
 
 KILT_ENTITIES = 5_903_530
@@ -44,22 +42,6 @@ BYTES = {"fp32": 4, "fp16": 2}
 
 
 # ---------------------------------------------------------------------------- measurement helpers
-def rss_bytes(field_name: str = "VmRSS") -> int:
-    """Current (VmRSS) or peak (VmHWM) resident memory of this process, from /proc/self/status."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def release_freed_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS so the next case's RSS baseline is honest."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def reset_peak_rss() -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0); False when not permitted."""
     try:

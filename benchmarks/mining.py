@@ -39,11 +39,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import gc
-import os
-import platform
-import resource
 import shutil
 import sys
 import tempfile
@@ -55,6 +50,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import machine_line, release_freed_memory, rss_bytes  # noqa: E402
+
 from hf_models.entity_index import (  # noqa: E402
     EntityIndex,
     WorldEntities,
@@ -68,14 +65,6 @@ from hf_models.samplers import sample_negatives  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- measurement
-def rss_bytes(field_name: str = "VmRSS") -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def reset_peak_rss() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as handle:
@@ -83,12 +72,6 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
-
-
-def release_freed_memory() -> None:
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @dataclass
@@ -448,24 +431,6 @@ def bench_som(args, tokenizer, data, meter: Meter) -> list[Row]:
 
 
 # ---------------------------------------------------------------------------- report
-def machine_line(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    gpu = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"none used (torch.cuda.is_available() = {torch.cuda.is_available()})"
-    )
-    return (
-        f"CPU: {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}; GPU: {gpu}; "
-        f"torch {torch.__version__}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-    )
-
-
 def print_report(args, device, peaks: dict[str, float], rows: list[Row], data, meter: Meter) -> None:
     n, e = len(data["gold"]), len(data["entity_ids"])
     pairs = n * e

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
-import os
 import statistics
 import sys
 import tempfile
@@ -44,6 +43,8 @@ import torch
 from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import machine_line  # noqa: E402
+
 from hf_models.losses import adjusted_nce_loss, nce_loss  # noqa: E402
 from hf_models.recipe import (  # noqa: E402
     DataArguments,
@@ -218,24 +219,6 @@ def run_bare(model, trainer: NCETrainer, recorder: RecordingCollator, args, devi
     return times, losses, f"{type(inner).__name__}({', '.join(f'{k}={v}' for k, v in flags.items())})"
 
 
-def machine_line(device: torch.device) -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    gpu = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"none used (torch.cuda.is_available() = {torch.cuda.is_available()})"
-    )
-    return (
-        f"CPU: {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}; GPU: {gpu}; "
-        f"torch {torch.__version__}"
-    )
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -307,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{arch}: bare steps    {[round(s, 3) for s in b_steps]}]", file=sys.stderr)
         del trainer, model, bare_model
 
-    print(f"\n{machine_line(device)}")
+    print(f"\n{machine_line(device, with_load=False)}")
     print(
         f"world {args.world} ({len(entities)} entities); {args.batch_size} mentions x K={args.num_candidates} "
         f"candidates ({args.negatives} negatives mined once by the Trainer); max_length {args.max_length}; "

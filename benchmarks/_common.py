@@ -1,0 +1,49 @@
+"""Measurement helpers shared by the benchmark scripts (memory, machine description)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import resource
+
+import torch
+
+
+def rss_bytes(field_name: str = "VmRSS") -> int:
+    """Current (VmRSS) or peak (VmHWM) resident memory of this process, from /proc/self/status."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS so the next RSS baseline is honest."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def machine_line(device: torch.device, with_load: bool = True) -> str:
+    """CPU model, cores, torch threads, GPU (or why none), torch version and the load average."""
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    gpu = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"none used (torch.cuda.is_available() = {torch.cuda.is_available()})"
+    )
+    line = (
+        f"CPU: {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}; GPU: {gpu}; "
+    )
+    line += f"torch {torch.__version__}"
+    if with_load:
+        line += f"; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    return line
