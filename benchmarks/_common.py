@@ -20,6 +20,16 @@ def rss_bytes(field_name: str = "VmRSS") -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not permitted."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def release_freed_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS so the next RSS baseline is honest."""
     gc.collect()

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import release_freed_memory, rss_bytes  # noqa: E402
+from _common import release_freed_memory, reset_peak_rss, rss_bytes  # noqa: E402
 
 from hf_models.faiss_backend import FaissIndex  # noqa: E402
 
@@ -42,16 +42,6 @@ BYTES = {"fp32": 4, "fp16": 2}
 
 
 # ---------------------------------------------------------------------------- measurement helpers
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not permitted."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def clustered_vectors(num: int, dim: int, num_clusters: int, seed: int, chunk: int = 100_000) -> np.ndarray:
     """[num, dim] float32 vectors around unit-norm centers (noise norm ~0.3), generated in chunks."""
     rng = np.random.default_rng(seed)

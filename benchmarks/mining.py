@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine_line, release_freed_memory, rss_bytes  # noqa: E402
+from _common import machine_line, release_freed_memory, reset_peak_rss, rss_bytes  # noqa: E402
 
 from hf_models.entity_index import (  # noqa: E402
     EntityIndex,
@@ -65,15 +65,6 @@ from hf_models.samplers import sample_negatives  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- measurement
-def reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
 @dataclass
 class Stage:
     seconds: float
