@@ -14,7 +14,6 @@ from .callbacks import NegativeMiningCallback, NegativeSource
 from .collator import CandidateCollator, MentionIndexDataset, NegativesStore
 from .entity_index import EntityIndex
 from .evaluation import Ranking, evaluate_ranking, rerank, retrieve
-from .losses import adjusted_nce_loss, nce_loss
 from .mining import MinedNegatives, NegativeMiner
 from .model_card import write_model_card
 from .tables import EntityTable, MentionTable
@@ -111,16 +110,12 @@ class NCETrainer(Trainer):
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """eq. (11), or the score-adjusted eq. (10) when args.loss == "adjusted"; the gold is candidate 0."""
-        negative_log_probs = inputs.pop("negative_log_probs")  # [B, K-1]
-        outputs = model(**inputs)
-        scores = outputs.scores  # [B, K]
-        loss = (
-            adjusted_nce_loss(scores, negative_log_probs)
-            if self.args.loss == "adjusted"
-            else nce_loss(scores)
-        )
-        return (loss, outputs) if return_outputs else loss
+        """eq. (11), or the score-adjusted eq. (10) when args.loss == "adjusted"; the gold is candidate 0.
+
+        The model computes it (``candidate_loss``) from its scores [B, K] and the batch's negative_log_probs.
+        """
+        outputs = model(**inputs, loss=self.args.loss)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     # ------------------------------------------------------------ evaluation
     @property
