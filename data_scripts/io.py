@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import tempfile
 import uuid
@@ -189,18 +188,8 @@ def push_processed(
     output_dir: str | Path, repo_id: str, token: str | None = None, private: bool = False
 ) -> str:
     """Upload a processed folder (Parquet + card) as a Hub dataset repo; clear error when offline."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.constants import HF_HUB_OFFLINE
+    from hf_models.hub import push_folder
 
-    if HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
-        raise RuntimeError(
-            f"cannot push {output_dir} to {repo_id!r}: HF_HUB_OFFLINE is set (the Hub is unreachable in offline "
-            "mode). Unset HF_HUB_OFFLINE and log in (`hf auth login`) to push."
-        )
-    api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        info = api.upload_folder(folder_path=str(output_dir), repo_id=repo_id, repo_type="dataset")
-    except Exception as error:  # network/auth failures: say what failed and what to do
-        raise RuntimeError(f"pushing {output_dir} to the Hub dataset {repo_id!r} failed: {error}") from error
-    return str(getattr(info, "commit_url", info))
+    return push_folder(
+        output_dir, repo_id, token=token, private=private, repo_type="dataset", required_file="README.md"
+    )

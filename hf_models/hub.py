@@ -14,30 +14,41 @@ class HubUnavailableError(RuntimeError):
 
 
 def push_folder(
-    folder: str | Path, repo_id: str, *, token: str | None = None, private: bool = False, api=None
+    folder: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    api=None,
+    repo_type: str = "model",
+    required_file: str = "config.json",
 ) -> str:
-    """Create `repo_id` if needed and upload `folder` (weights, config, remote code, model card); return its URL."""
+    """Create `repo_id` if needed and upload `folder` (a saved model, or with repo_type="dataset" a processed
+    dataset folder); return the commit URL. Offline mode and network failures raise `HubUnavailableError`."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     folder = Path(folder)
-    if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"{folder} is not a saved model folder (no config.json)")
+    if not (folder / required_file).exists():
+        raise FileNotFoundError(f"{folder} is not a saved {repo_type} folder (no {required_file})")
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") and api is None:
         raise HubUnavailableError(
             f"cannot push {folder} to {repo_id!r}: HF_HUB_OFFLINE is set. Unset it on a machine with network "
-            f"access, or upload later with `huggingface-cli upload {repo_id} {folder}`."
+            f"access, or upload later with `hf upload {repo_id} {folder} --repo-type {repo_type}`."
         )
     api = api or HfApi(token=token)
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         commit = api.upload_folder(
-            folder_path=str(folder), repo_id=repo_id, commit_message="Upload NCE retriever"
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type=repo_type,
+            commit_message=f"Upload {repo_type}",
         )
-    except (OfflineModeIsEnabled, OSError) as error:
+    except (OfflineModeIsEnabled, HfHubHTTPError, OSError) as error:
         raise HubUnavailableError(
-            f"cannot push {folder} to {repo_id!r}: the Hugging Face Hub is unreachable ({error}). "
-            f"Upload later with `huggingface-cli upload {repo_id} {folder}`."
+            f"cannot push {folder} to {repo_id!r}: the Hugging Face Hub is unreachable or refused it ({error}). "
+            f"Upload later with `hf upload {repo_id} {folder} --repo-type {repo_type}`."
         ) from error
     logger.info("pushed %s to %s", folder, repo_id)
     return getattr(commit, "commit_url", f"https://huggingface.co/{repo_id}")
