@@ -7,10 +7,6 @@ from dataclasses import dataclass, field
 import torch
 
 
-def _as_long(column) -> torch.Tensor:
-    return torch.as_tensor(list(column) if not hasattr(column, "__array__") else column, dtype=torch.long)
-
-
 @dataclass
 class EntityTable:
     """Featurized entities: row r is entity `entity_ids[r]` of world `worlds[r]`."""
