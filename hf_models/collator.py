@@ -63,12 +63,19 @@ class CandidateCollator:
     """Collate mention indices into model inputs: candidate 0 is the gold, 1..K-1 the current negatives.
 
     `cross=True` builds `[CLS] x [SEP] y` pairs for the joint reranker; otherwise separate mention/entity inputs.
+    `share_candidates=True` adds the candidates' entity rows as `candidate_ids` [B, K] (in-batch sharing).
     """
 
     def __init__(
-        self, mentions: MentionTable, entities: EntityTable, store: NegativesStore, cross: bool = False
+        self,
+        mentions: MentionTable,
+        entities: EntityTable,
+        store: NegativesStore,
+        cross: bool = False,
+        share_candidates: bool = False,
     ) -> None:
         self.mentions, self.entities, self.store, self.cross = mentions, entities, store, cross
+        self.share_candidates = share_candidates
 
     def __call__(self, features: list[dict[str, int]]) -> dict[str, torch.Tensor]:
         if self.store.current is None:
@@ -80,6 +87,8 @@ class CandidateCollator:
         candidates = torch.cat([self.mentions.gold_rows[index, None], negatives.ids[index]], dim=1)  # [B, K]
         batch = candidate_inputs(self.mentions, self.entities, index, candidates, self.cross)
         batch["negative_log_probs"] = negatives.log_probs[index]  # [B, K-1]
+        if self.share_candidates:  # entity rows, to mask golds and repeats in the batch's shared candidate set
+            batch["candidate_ids"] = candidates  # [B, K]
         return batch
 
 

@@ -13,20 +13,24 @@ from typing import Any, ClassVar
 
 from transformers import AutoConfig, PreTrainedConfig
 
+from .input_format import DEFAULT_MARKERS, check_input_format
+
 DIRECTIONS = ("mention_to_entity", "entity_to_mention")
-REDUCTIONS = ("leftmost", "codes")
+REDUCTIONS = ("leftmost", "codes", "mean")
 ATTENTIONS = ("soft", "hard")
 LOSSES = ("nce", "adjusted")
+SIMILARITIES = ("dot", "cosine")
 
 # The structural knobs each named architecture fixes (Section 4.2, 6.2, Appendix B). Sizes not listed are free.
+# A tuple lists the values a preset allows (the first is the paper's and the default).
 PRESETS: dict[str, dict[str, Any]] = {
-    # E_1(x)^T F_1(y)
+    # E_1(x)^T F_1(y); the reduction may also be the mean over tokens (sentence-transformers' pooling, not the paper)
     "dual": {
         "direction": "mention_to_entity",
         "num_query_vectors": 1,
         "num_key_vectors": 1,
-        "query_reduction": "leftmost",
-        "key_reduction": "leftmost",
+        "query_reduction": ("leftmost", "mean"),
+        "key_reduction": ("leftmost", "mean"),
     },
     # F_1(y)^T C_m(x, y): query = leftmost entity vector, keys = m codes over the mention tokens
     "poly": {
@@ -82,13 +86,21 @@ class RetrieverConfig(PreTrainedConfig):
         direction: "mention_to_entity" (x -> y: Q = E(x), K = F(y)) or "entity_to_mention" (y -> x).
         num_query_vectors: m, the query columns kept (None = all tokens).
         num_key_vectors: m', the key columns kept (None = all tokens).
-        query_reduction / key_reduction: "leftmost" (first m columns) or "codes" (m learned codes,
-            ``E Soft(E^T O)``); at most one side may use codes.
+        query_reduction / key_reduction: "leftmost" (first m columns), "codes" (m learned codes,
+            ``E Soft(E^T O)``; at most one side may use codes) or "mean" (one vector, the mean over the unmasked
+            tokens: sentence-transformers' mean pooling, an extension beyond the paper; needs m = 1).
         attention: "soft" (softmax) or "hard" (one-hot argmax).
+        similarity: "dot" (the paper: raw inner products) or "cosine" (every vector L2-normalized, the mention
+            side scaled by ``similarity_scale``: a dual then scores ``scale * cos(E(x), F(y))`` in [-scale, scale]).
+            Cosine needs hard attention (scaling then multiplies the score and changes no argmax).
+        similarity_scale: the temperature inverse of the cosine score (sentence-transformers' MNRL uses 20).
         shared_encoder: one encoder for mentions and entities (False: two independent encoders, as in the paper).
         mention_encoder / entity_encoder: backbone config dicts (e.g. ``BertConfig().to_dict()``).
         score_chunk_size: entities per chunk in ``score_all`` (None = automatic, memory-bounded).
         loss: what ``forward`` returns as loss: "nce" (eq. 11) or "adjusted" (eq. 10, needs negative_log_probs).
+        mention_start_marker / mention_end_marker / title_marker: the input format's marker strings (special
+            tokens of the saved tokenizer; see ``input_format.InputFormat``).
+        max_length: wordpieces per mention and per entity as trained (None = not recorded).
         m: shorthand for the named architecture's size (see ``m_fields``); not stored itself.
     """
 
@@ -107,6 +119,12 @@ class RetrieverConfig(PreTrainedConfig):
     entity_encoder: dict[str, Any] | None = None
     score_chunk_size: int | None = None
     loss: str = "nce"
+    similarity: str = "dot"
+    similarity_scale: float = 20.0
+    mention_start_marker: str = DEFAULT_MARKERS[0]
+    mention_end_marker: str = DEFAULT_MARKERS[1]
+    title_marker: str = DEFAULT_MARKERS[2]
+    max_length: int | None = None
 
     def __post_init__(self, m: int | None = None, **kwargs: Any) -> None:
         if m is not None:
@@ -129,6 +147,15 @@ class RetrieverConfig(PreTrainedConfig):
         _check_choice("key_reduction", self.key_reduction, REDUCTIONS)
         _check_choice("attention", self.attention, ATTENTIONS)
         _check_choice("loss", self.loss, LOSSES)
+        _check_choice("similarity", self.similarity, SIMILARITIES)
+        if isinstance(self.similarity_scale, bool) or not isinstance(self.similarity_scale, (int, float)):
+            raise ValueError(f"similarity_scale must be a positive number, got {self.similarity_scale!r}")
+        if not self.similarity_scale > 0:
+            raise ValueError(f"similarity_scale must be positive, got {self.similarity_scale!r}")
+        if self.similarity == "cosine" and self.attention != "hard":
+            raise ValueError(
+                "similarity: 'cosine' needs attention='hard' (a scale inside soft attention changes its weights)"
+            )
         _check_count("num_query_vectors", self.num_query_vectors)
         _check_count("num_key_vectors", self.num_key_vectors)
         _check_count("score_chunk_size", self.score_chunk_size)
@@ -137,12 +164,22 @@ class RetrieverConfig(PreTrainedConfig):
         for side in ("query", "key"):
             if getattr(self, f"{side}_reduction") == "codes" and getattr(self, f"num_{side}_vectors") is None:
                 raise ValueError(f"num_{side}_vectors: 'codes' reduction needs a number of codes, got None")
-        for field, value in PRESETS.get(self.architecture, {}).items():
-            if getattr(self, field) != value:
+            if getattr(self, f"{side}_reduction") == "mean" and getattr(self, f"num_{side}_vectors") != 1:
                 raise ValueError(
-                    f"{field}: architecture {self.architecture!r} requires {field}={value!r}, got {getattr(self, field)!r}"
+                    f"num_{side}_vectors: 'mean' reduction yields one vector, so it must be 1, "
+                    f"got {getattr(self, f'num_{side}_vectors')!r}"
+                )
+        for field, value in PRESETS.get(self.architecture, {}).items():
+            allowed = value if isinstance(value, tuple) else (value,)
+            if getattr(self, field) not in allowed:
+                wanted = f"{field}={value!r}" if len(allowed) == 1 else f"{field} in {allowed!r}"
+                raise ValueError(
+                    f"{field}: architecture {self.architecture!r} requires {wanted}, got {getattr(self, field)!r}"
                 )
         self._check_encoders()
+        check_input_format(
+            (self.mention_start_marker, self.mention_end_marker, self.title_marker), self.max_length
+        )
 
     def _check_encoders(self) -> None:
         for field in ("mention_encoder", "entity_encoder"):

@@ -65,3 +65,39 @@ def adjusted_nce_loss(scores: torch.Tensor, negative_log_probs: torch.Tensor) ->
     correction = negative_log_probs.to(scores) + math.log(max(num_negatives, 1))  # [B, K-1]
     adjusted = torch.cat([scores[:, :1], scores[:, 1:] - correction], dim=1)  # [B, K]
     return nce_loss(adjusted)
+
+
+def shared_candidate_scores(all_scores: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
+    """Candidate sets shared across a batch: each mention against the union of all B x C candidates (not in the paper).
+
+    Mention i keeps its own gold (slot ``i*C``) as column 0 and takes every other distinct entity of the batch as a
+    negative, so eq. (11) on the result sees up to B x C - 1 negatives for the encoding cost of C per mention (the
+    batch's hard negatives and, as in-batch negatives, the other mentions' golds). Masked with -inf: every other
+    slot holding mention i's gold entity, and every repeat of an entity already present earlier in the batch.
+
+    Args:
+        all_scores: [B, B*C] scores of each mention against every candidate slot (slot b*C + c = mention b's c-th
+            candidate, c = 0 its gold).
+        candidate_ids: [B, C] entity ids (any integer ids; equal ids = the same entity) of those slots.
+
+    Returns:
+        [B, B*C]: column 0 = own gold, the other columns the remaining slots in batch order (-inf where masked).
+    """
+    batch, num_slots = all_scores.shape
+    if candidate_ids.dim() != 2 or candidate_ids.shape[0] != batch or candidate_ids.numel() != num_slots:
+        raise ValueError(
+            "shared_candidate_scores needs all_scores [B, B*C] and candidate_ids [B, C]; got "
+            f"all_scores {tuple(all_scores.shape)}, candidate_ids {tuple(candidate_ids.shape)}"
+        )
+    num_cands = candidate_ids.shape[1]
+    flat = candidate_ids.reshape(-1).to(all_scores.device)  # [B*C]
+    slot = torch.arange(num_slots, device=all_scores.device)  # [B*C]
+    same = flat[:, None] == flat[None, :]  # [B*C, B*C]
+    repeat = (same & (slot[None, :] < slot[:, None])).any(dim=1)  # [B*C]: an earlier slot holds this entity
+    own = torch.arange(batch, device=all_scores.device) * num_cands  # [B]: each mention's gold slot
+    is_gold = flat[None, :] == flat[own][:, None]  # [B, B*C]
+    masked = (is_gold | repeat[None, :]) & (slot[None, :] != own[:, None])  # [B, B*C]
+    scores = all_scores.masked_fill(masked, float("-inf"))
+    others = slot[None, :].expand(batch, -1)[slot[None, :] != own[:, None]].view(batch, num_slots - 1)
+    order = torch.cat([own[:, None], others], dim=1)  # [B, B*C]: own gold first
+    return scores.gather(1, order)

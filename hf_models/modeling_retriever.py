@@ -32,8 +32,16 @@ from .configuration_retriever import (
     RetrieverConfig,
     SomConfig,
 )
-from .losses import LOSSES, adjusted_nce_loss, nce_loss
-from .scoring import Representation, all_pairs_score, code_reduction, general_score
+from .losses import LOSSES, adjusted_nce_loss, nce_loss, shared_candidate_scores
+from .modeling_text import RetrieverTextMixin
+from .scoring import (
+    Representation,
+    all_pairs_score,
+    code_reduction,
+    cosine_vectors,
+    general_score,
+    mean_reduction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +143,7 @@ class RetrieverPreTrainedModel(PreTrainedModel):
         return model
 
 
-class RetrieverModel(RetrieverPreTrainedModel):
+class RetrieverModel(RetrieverTextMixin, RetrieverPreTrainedModel):
     """Eq. (9) over a mention encoder E and an entity encoder F (Section 4.1).
 
     Attributes:
@@ -176,11 +184,18 @@ class RetrieverModel(RetrieverPreTrainedModel):
         mask = mask.bool()
         if reduction == "codes":
             vectors = code_reduction(hidden, mask, self.codes.to(hidden.dtype))  # [N, m, H]
-            return Representation(vectors=vectors, mask=mask.any(dim=1, keepdim=True).expand(-1, count))
-        if count is not None:  # leftmost m columns, masked where the sequence is shorter
-            hidden, mask = hidden[:, :count], mask[:, :count]
-        rep = Representation(vectors=hidden.masked_fill(~mask[..., None], 0.0), mask=mask)
-        return rep if count is None else rep.pad_to(count)
+            rep = Representation(vectors=vectors, mask=mask.any(dim=1, keepdim=True).expand(-1, count))
+        elif reduction == "mean":
+            rep = Representation(vectors=mean_reduction(hidden, mask), mask=mask.any(dim=1, keepdim=True))
+        else:
+            if count is not None:  # leftmost m columns, masked where the sequence is shorter
+                hidden, mask = hidden[:, :count], mask[:, :count]
+            rep = Representation(vectors=hidden.masked_fill(~mask[..., None], 0.0), mask=mask)
+            rep = rep if count is None else rep.pad_to(count)
+        if self.config.similarity == "cosine":  # unit vectors; the mention side carries the scale
+            scale = self.config.similarity_scale if side == "mention" else 1.0
+            rep = Representation(vectors=cosine_vectors(rep.vectors, scale), mask=rep.mask)
+        return rep
 
     def _encode(
         self, encoder: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, side: str
@@ -249,11 +264,16 @@ class RetrieverModel(RetrieverPreTrainedModel):
         entity_attention_mask: torch.Tensor,
         negative_log_probs: torch.Tensor | None = None,
         loss: str | None = None,
+        candidate_ids: torch.Tensor | None = None,
+        share_candidates: bool = False,
     ) -> RetrieverOutput:
         """Score each mention [B, T] against its candidates [B, C, T'] (candidate 0 = gold).
 
         Returns ``RetrieverOutput(loss, scores [B, C])``; the loss is ``loss`` or ``config.loss``: "nce" (eq. 11,
         ``negative_log_probs`` ignored) or "adjusted" (eq. 10, needs ``negative_log_probs`` [B, C-1]).
+        ``share_candidates=True`` (not in the paper) scores each mention against the union of the batch's B x C
+        candidates (:func:`~.losses.shared_candidate_scores`, needs ``candidate_ids`` [B, C] entity ids) and
+        returns scores [B, B*C] with the own gold at column 0; eq. (11) only.
         """
         if entity_input_ids.dim() != 3 or entity_input_ids.shape[0] != mention_input_ids.shape[0]:
             raise ValueError(
@@ -266,10 +286,17 @@ class RetrieverModel(RetrieverPreTrainedModel):
             entity_input_ids.reshape(batch * num_cands, length),
             entity_attention_mask.reshape(batch * num_cands, length),
         )
+        loss = loss or self.config.loss
+        if share_candidates:
+            if candidate_ids is None or loss != "nce":
+                raise ValueError(
+                    "share_candidates needs candidate_ids [B, C] and loss='nce' (eq. 10's proposal "
+                    f"probabilities are unknown for other mentions' candidates); got loss={loss!r}"
+                )
+            scores = shared_candidate_scores(self.score_all(mentions, entities), candidate_ids)  # [B, B*C]
+            return RetrieverOutput(loss=candidate_loss(scores, loss="nce"), scores=scores)
         scores = self.score_pairs(mentions, entities)  # [B, C]
-        return RetrieverOutput(
-            loss=candidate_loss(scores, negative_log_probs, loss or self.config.loss), scores=scores
-        )
+        return RetrieverOutput(loss=candidate_loss(scores, negative_log_probs, loss), scores=scores)
 
 
 class DualEncoderModel(RetrieverModel):

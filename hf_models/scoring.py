@@ -3,6 +3,9 @@
 One equation, one function:
 
 * :func:`code_reduction` -- the poly-encoder reduction ``K = E(x) Soft(E(x)^T O)`` (Section 4.2).
+* :func:`mean_reduction` -- one vector, the mean of the unmasked tokens (sentence-transformers' mean pooling; an
+  extension of eq. (9)'s reductions, not in the paper).
+* :func:`cosine_vectors` -- the L2-normalized (optionally scaled) vectors of the cosine similarity option.
 * :func:`general_score` -- eq. (9) for paired inputs (each mention against its own C candidates).
 * :func:`all_pairs_score` -- eq. (9) for every (query, key) pair of two sets, chunked.
 
@@ -263,3 +266,29 @@ def code_reduction(hidden: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor
     logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
     weights = logits.softmax(dim=1) * valid  # [N, T, m]; an all-padding row gets weight 0 everywhere
     return torch.einsum("ntm,nth->nmh", weights, hidden.masked_fill(~valid, 0.0))  # [N, m, H]
+
+
+def mean_reduction(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean pooling: one vector per row, the average of its unmasked token embeddings (not in the paper).
+
+    sentence-transformers' default pooling, offered as a third reduction of eq. (9) beside "leftmost" and "codes"
+    (``query_reduction`` / ``key_reduction`` = "mean" with m = 1).
+
+    Args:
+        hidden: token embeddings [N, T, H]; mask [N, T] (False = padding, excluded from the mean).
+
+    Returns:
+        [N, 1, H] (zeros for an all-padding row).
+    """
+    _check(hidden.dim() == 3, "mean_reduction needs hidden [N, T, H]", hidden=hidden)
+    _check(mask.shape == hidden.shape[:-1], "mask must be [N, T]", hidden=hidden, mask=mask)
+    valid = mask.bool()[:, :, None]  # [N, T, 1]
+    total = hidden.masked_fill(~valid, 0.0).sum(dim=1, keepdim=True)  # [N, 1, H]
+    count = valid.sum(dim=1, keepdim=True).clamp(min=1).to(hidden.dtype)  # [N, 1, 1]
+    return total / count
+
+
+def cosine_vectors(vectors: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """``scale * v / ||v||`` for every vector [..., H] (zero vectors stay zero): inner products of such vectors are
+    ``scale`` times cosine similarities (the "cosine" similarity option; not in the paper)."""
+    return torch.nn.functional.normalize(vectors, p=2.0, dim=-1) * scale

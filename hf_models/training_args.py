@@ -69,9 +69,24 @@ class NCETrainingArguments(TrainingArguments):
     eval_top_k: int = field(
         default=64, metadata={"help": "k of the top-k recall used for evaluation and candidate files."}
     )
+    share_candidates: bool = field(
+        default=False,
+        metadata={
+            "help": "Not in the paper: score each mention against the union of its batch's B x K candidates (own gold "
+            "first, other slots holding its gold and repeated entities masked): up to B*K-1 negatives (the batch's "
+            "hard negatives plus the other golds as in-batch negatives) for the encoding cost of K. Needs loss=nce."
+        },
+    )
     remove_unused_columns: bool = field(
         default=False,
         metadata={"help": "Must stay False: the train dataset yields mention indices, not model inputs."},
+    )
+    encode_max_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Token budget of one encoder batch when (re-)encoding for mining/eval (rows x longest row; rows "
+            "are sorted by length first, so short texts fill bigger batches). None = mining_batch_size x max_length."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -88,6 +103,13 @@ class NCETrainingArguments(TrainingArguments):
             raise ValueError(
                 "loss='adjusted' (eq. 10) needs sampled negatives; negatives='topk' is deterministic"
             )
+        if self.share_candidates and self.loss != "nce":
+            raise ValueError(
+                "share_candidates needs loss='nce': eq. (10) needs each negative's proposal probability, unknown "
+                "for the other mentions' candidates"
+            )
+        if self.encode_max_tokens is not None and self.encode_max_tokens <= 0:
+            raise ValueError(f"encode_max_tokens must be positive or None, got {self.encode_max_tokens}")
         if self.entity_store_dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(
                 f"entity_store_dtype must be float32, float16 or bfloat16, got {self.entity_store_dtype!r}"

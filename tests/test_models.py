@@ -234,7 +234,8 @@ def test_adjusted_loss_through_forward(models) -> None:
         ({"architecture": "som", "num_query_vectors": -1}, "num_query_vectors"),
         ({"architecture": "poly", "attention": "hard"}, "attention"),
         ({"architecture": "dual", "direction": "sideways"}, "direction"),
-        ({"architecture": "dual", "key_reduction": "mean"}, "key_reduction"),
+        ({"architecture": "dual", "key_reduction": "median"}, "key_reduction"),
+        ({"architecture": "dual", "key_reduction": "codes", "num_key_vectors": 1}, "key_reduction"),
         ({"architecture": "genpoly", "m": None, "num_key_vectors": None}, "num_key_vectors"),
     ],
 )

@@ -1,0 +1,145 @@
+"""The options beyond the paper added to beat the sentence-transformers baseline (issue 14).
+
+mean reduction, cosine similarity with a scale, and candidate sets shared across the batch.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_models import DualConfig, DualEncoderModel, PolyConfig, RetrieverConfig, SomConfig, SumOfMaxModel
+from hf_models.losses import shared_candidate_scores
+from hf_models.scoring import mean_reduction
+from hf_models.trainer import NCETrainer
+
+from .test_models import batch_inputs, make_batch
+from .test_trainer import tiny_args
+
+
+def test_mean_reduction_equals_a_hand_written_mean_over_unmasked_tokens(tiny_bert_dir):
+    torch.manual_seed(0)
+    model = DualEncoderModel.from_encoder(
+        str(tiny_bert_dir), query_reduction="mean", key_reduction="mean"
+    ).eval()
+    ids, mask = make_batch([6, 3, 9], seed=3)
+    with torch.no_grad():
+        rep = model.encode_mentions(ids, mask)
+        hidden = model.mention_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    for i, length in enumerate([6, 3, 9]):
+        expected = hidden[i, :length].mean(dim=0)  # only the unmasked tokens
+        torch.testing.assert_close(rep.vectors[i, 0], expected, rtol=1e-5, atol=1e-6)
+    assert rep.vectors.shape == (3, 1, hidden.shape[-1])
+    # the pure function on its own, with an all-padding row
+    hidden = torch.randn(2, 4, 5)
+    mask = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]])
+    out = mean_reduction(hidden, mask)
+    torch.testing.assert_close(out[0, 0], hidden[0, :2].mean(0))
+    assert torch.equal(out[1, 0], torch.zeros(5))
+
+
+def test_mean_reduction_is_refused_where_it_does_not_apply():
+    with pytest.raises(ValueError, match="num_query_vectors"):
+        RetrieverConfig(query_reduction="mean", num_query_vectors=4)
+    with pytest.raises(ValueError, match="num_key_vectors: 'mean'"):
+        SomConfig(key_reduction="mean")
+
+
+@pytest.mark.parametrize("reduction", ["leftmost", "mean"])
+def test_cosine_scores_lie_in_minus_scale_to_scale(tiny_bert_dir, reduction):
+    torch.manual_seed(0)
+    scale = 7.0
+    model = DualEncoderModel.from_encoder(
+        str(tiny_bert_dir),
+        query_reduction=reduction,
+        key_reduction=reduction,
+        similarity="cosine",
+        similarity_scale=scale,
+    ).eval()
+    inputs = batch_inputs()
+    with torch.no_grad():
+        scores = model(**inputs).scores  # [3, 3]
+        mentions = model.encode_mentions(inputs["mention_input_ids"], inputs["mention_attention_mask"])
+        entities = model.encode_entities(
+            inputs["entity_input_ids"].reshape(9, -1), inputs["entity_attention_mask"].reshape(9, -1)
+        )
+    assert scores.abs().max() <= scale + 1e-4
+    # = scale * cosine of the raw (unnormalized) reduced vectors
+    dot = DualEncoderModel(DualConfig(**{**model.config.to_dict(), "similarity": "dot"})).eval()
+    dot.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        raw_m = dot.encode_mentions(inputs["mention_input_ids"], inputs["mention_attention_mask"]).vectors[
+            :, 0
+        ]
+        raw_e = dot.encode_entities(
+            inputs["entity_input_ids"].reshape(9, -1), inputs["entity_attention_mask"].reshape(9, -1)
+        ).vectors[:, 0]
+    cosine = torch.nn.functional.cosine_similarity(raw_m[:, None], raw_e.view(3, 3, -1), dim=-1)
+    torch.testing.assert_close(scores, scale * cosine, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(entities.vectors.norm(dim=-1), torch.ones(9, 1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mentions.vectors.norm(dim=-1), torch.full((3, 1), scale), rtol=1e-5, atol=1e-5)
+
+
+def test_cosine_is_refused_with_soft_attention():
+    with pytest.raises(ValueError, match="similarity"):
+        PolyConfig(similarity="cosine")
+
+
+def test_shared_candidates_mask_golds_and_repeats_and_put_the_gold_first():
+    # B = 3 mentions, C = 3 candidates; entity 5 is the gold of mentions 0 and 2; entity 9 appears twice
+    candidate_ids = torch.tensor([[5, 9, 1], [7, 5, 9], [5, 2, 3]])
+    all_scores = torch.arange(27, dtype=torch.float).view(3, 9)  # score = slot index + 9 * mention
+    scores = shared_candidate_scores(all_scores, candidate_ids)
+    flat = candidate_ids.reshape(-1)
+    for b in range(3):
+        assert scores[b, 0] == all_scores[b, b * 3]  # own gold first
+        others = [s for s in range(9) if s != b * 3]  # remaining slots, batch order
+        finite_ids = []
+        for column, slot in enumerate(others, start=1):
+            value = scores[b, column]
+            if torch.isfinite(value):
+                assert value == all_scores[b, slot]
+                finite_ids.append(int(flat[slot]))
+        gold = int(candidate_ids[b, 0])
+        assert gold not in finite_ids  # never its own gold as a negative
+        assert len(finite_ids) == len(set(finite_ids))  # a shared candidate counted once
+        assert len(finite_ids) <= 3 * 3 - 1
+        assert set(finite_ids) == set(flat.tolist()) - {gold}  # every other distinct entity of the batch
+
+
+def test_shared_candidates_train_step_sees_at_most_bk_minus_one_negatives(tmp_path, tiny_bert_dir, tiny_el):
+    tokenizer, entities, splits = tiny_el
+    torch.manual_seed(0)
+    model = DualEncoderModel.from_encoder(str(tiny_bert_dir), similarity="cosine", similarity_scale=10.0)
+    args = tiny_args(tmp_path, share_candidates=True, num_train_epochs=1, eval_strategy="no")
+    trainer = NCETrainer(model, args, splits["train"], entities)
+    trainer.store.current = trainer.mining_callback.source.mine(0)
+    batch = trainer.data_collator([{"mention_index": i} for i in range(4)])
+    assert batch["candidate_ids"].shape == (4, 4)
+    out = model(**batch, share_candidates=True)
+    assert out.scores.shape == (4, 16)
+    gold = batch["candidate_ids"][:, 0]
+    for b in range(4):
+        finite = torch.isfinite(out.scores[b, 1:]).sum().item()
+        distinct = set(batch["candidate_ids"].reshape(-1).tolist()) - {int(gold[b])}
+        assert finite == len(distinct) <= 4 * 4 - 1
+    out.loss.backward()
+    assert model.mention_encoder.embeddings.word_embeddings.weight.grad is not None
+    trainer.train()  # a full (one-epoch) run goes through compute_loss
+    assert trainer.state.global_step > 0
+
+
+def test_shared_candidates_refuse_the_adjusted_loss(tmp_path):
+    with pytest.raises(ValueError, match="share_candidates"):
+        tiny_args(tmp_path, share_candidates=True, loss="adjusted", negatives="hard")
+
+
+def test_som_takes_cosine_and_shares_candidates(tiny_bert_dir):
+    torch.manual_seed(0)
+    model = SumOfMaxModel.from_encoder(str(tiny_bert_dir), similarity="cosine", similarity_scale=5.0).eval()
+    inputs = batch_inputs()
+    ids = torch.arange(9).view(3, 3)
+    out = model(**inputs, candidate_ids=ids, share_candidates=True)
+    assert out.scores.shape == (3, 9) and torch.isfinite(out.loss)
+    paired = model(**inputs).scores  # [3, 3]
+    torch.testing.assert_close(out.scores[:, 0], paired[:, 0], rtol=1e-4, atol=1e-4)
