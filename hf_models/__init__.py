@@ -1,6 +1,7 @@
 """Zero-shot entity linking retrievers and rerankers trained with hard-negative NCE (Zhang & Stratos, 2021)."""
 
 from .configuration_joint import JointConfig
+from .configuration_mention_detector import MentionDetectorConfig
 from .configuration_retriever import (
     CONFIG_BY_ARCHITECTURE,
     DualConfig,
@@ -13,6 +14,7 @@ from .configuration_retriever import (
 )
 from .losses import adjusted_nce_loss, nce_loss
 from .modeling_joint import JointRerankerModel
+from .modeling_mention_detector import MentionDetectorModel
 from .modeling_retriever import (
     MODEL_BY_ARCHITECTURE,
     DualEncoderModel,
@@ -32,10 +34,13 @@ __all__ = [
     "MODEL_BY_ARCHITECTURE",
     "DualConfig",
     "DualEncoderModel",
+    "EntityLinker",
     "GenPolyConfig",
     "GenPolyModel",
     "JointConfig",
     "JointRerankerModel",
+    "MentionDetectorConfig",
+    "MentionDetectorModel",
     "MultiConfig",
     "MultiVectorModel",
     "PolyConfig",
@@ -55,3 +60,12 @@ __all__ = [
     "general_score",
     "nce_loss",
 ]
+
+
+def __getattr__(name: str):
+    """``EntityLinker`` is imported lazily: it pulls in datasets, tqdm and the data scripts."""
+    if name == "EntityLinker":
+        from .linking import EntityLinker
+
+        return EntityLinker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

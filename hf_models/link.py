@@ -1,13 +1,18 @@
-"""Command line entity linking: build an entity index, then link mentions against it.
+"""Command line entity linking: build an entity index, then link texts against it.
 
     python -m hf_models.link build-index --retriever DIR --entities kb.jsonl --index kb_index/ \
         [--backend exact|faiss] [--faiss_kind flat|ivf|hnsw] [--shortlist_size N] [--fp16] [--max_length 128]
     python -m hf_models.link [link] --retriever DIR [--reranker DIR] --index kb_index/ \
-        --input mentions.jsonl --output linked.jsonl [--top_k 64]
+        --input texts.txt|inputs.jsonl --output linked.jsonl [--top_k 10] [--detector dictionary|DIR] \
+        [--nil_threshold P] [--detection_threshold P] [--world NAME]
 
-Input lines are JSON objects: ``{"input": "left [START_ENT] mention [END_ENT] right", "world": ...}`` (KILT) or
-``{"left_context": ..., "mention": ..., "right_context": ..., "world": ...}``; any other keys (``id``, ...) are copied
-to the output line, which adds ``"entities": [{"entity_id", "title", "score", "world"}, ...]`` best first.
+A ``.txt`` input is one text per line (mentions detected, or marked with ``[START_ENT] ... [END_ENT]``); the
+output has one JSON line per input line. A ``.jsonl`` input holds one JSON object per line: ``{"text": ...}``
+(plain or marked), ``{"text": ..., "spans": [[start, end], ...]}``, ``{"input": "... [START_ENT] m [END_ENT] ..."}``
+or BLINK's ``{"context_left", "mention", "context_right"}``, each with optional ``world`` and any other keys
+(``id``, ...), which are copied to the output line. Output lines add ``text`` (markers removed), ``world`` and
+``mentions``: ``[{"start", "end", "surface", "entity_id", "nil", "entities": [{"entity_id", "title",
+"description", "score", "probability", "world"}, ...]}, ...]``. See docs/linking.md.
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-from dataclasses import asdict
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .linker import EntityLinker
+from .linking import EntityLinker, TrainedDetector
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +39,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retriever", required=True, help="trained retriever folder or repo id (with tokenizer)"
     )
-    parser.add_argument("--batch_size", type=int, default=64, help="mentions / entities per encoder batch")
+    parser.add_argument("--batch_size", type=int, default=64, help="texts / entities per encoder batch")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
 
@@ -51,14 +57,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--shortlist_size", type=int, default=None, help="som pre-filter: first-token shortlist"
     )
     build.add_argument("--fp16", action="store_true", help="store entity vectors in float16")
-    build.add_argument("--max_length", type=int, default=128, help="mention / entity input length")
-    link = commands.add_parser("link", help="link mentions (the default command)")
+    build.add_argument(
+        "--max_length",
+        type=int,
+        default=None,
+        help="mention / entity input length (default: the model's, or 128)",
+    )
+    link = commands.add_parser("link", help="link texts (the default command)")
     _common(link)
     link.add_argument("--reranker", default=None, help="optional joint reranker folder or repo id")
     link.add_argument("--index", required=True, help="index folder written by build-index")
-    link.add_argument("--input", required=True, help="mentions, one JSON object per line")
-    link.add_argument("--output", required=True, help="output JSONL")
-    link.add_argument("--top_k", type=int, default=64)
+    link.add_argument(
+        "--input", required=True, help=".txt (one text per line) or .jsonl (one JSON object per line)"
+    )
+    link.add_argument("--output", required=True, help="output JSONL (written atomically)")
+    link.add_argument("--top_k", type=int, default=10, help="entities per mention")
+    link.add_argument(
+        "--detector",
+        default="dictionary",
+        help="'dictionary' (the index's titles and aliases) or a trained mention-detector folder",
+    )
+    link.add_argument(
+        "--detection_threshold", type=float, default=None, help="trained detector's span probability"
+    )
+    link.add_argument(
+        "--nil_threshold", type=float, default=0.0, help="NIL when the best probability is below"
+    )
+    link.add_argument("--world", default=None, help="world of inputs that name none")
     return parser
 
 
@@ -70,20 +95,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def read_mentions(path: Path) -> list[dict[str, Any]]:
-    """JSON objects of a JSONL file (blank lines skipped); a bad line raises naming its number."""
-    if not path.exists():
-        raise FileNotFoundError(f"mention file {path} does not exist")
-    records = []
-    with path.open() as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
+def _lines(path: Path):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
             try:
-                records.append(json.loads(line))
+                yield number, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{number}: not UTF-8 text ({error.reason})") from error
+
+
+def read_inputs(path: Path) -> tuple[list[Any], list[str]]:
+    """(inputs, where) of a .txt (every line one text, blank ones too) or a JSONL file (blank lines skipped);
+    a malformed line raises naming the file and line."""
+    if not path.exists():
+        raise FileNotFoundError(f"input file {path} does not exist")
+    inputs, where = [], []
+    for number, line in _lines(path):
+        if path.suffix == ".txt":
+            inputs.append(line)
+        elif not line.strip():
+            continue
+        else:
+            try:
+                inputs.append(json.loads(line))
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{number}: malformed JSON ({error.msg})") from error
-    return records
+        where.append(f"{path}:{number}")
+    return inputs, where
+
+
+def write_jsonl_atomic(path: Path, records) -> int:
+    """Write JSON lines to a temporary sibling, then rename it over ``path``; returns the line count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    count = 0
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return count
 
 
 def run_build(args: argparse.Namespace) -> Path:
@@ -108,15 +165,38 @@ def run_link(args: argparse.Namespace) -> Path:
         device=args.device,
         batch_size=args.batch_size,
         show_progress=not args.no_progress,
+        nil_threshold=args.nil_threshold,
     ).load_index(args.index)
-    records = read_mentions(Path(args.input))
-    linked = linker.link(records, top_k=args.top_k)
+    if args.detector != "dictionary":
+        detector_dir = Path(args.detector)
+        if not (detector_dir / "config.json").exists():
+            raise FileNotFoundError(
+                f"--detector {detector_dir}: not 'dictionary' nor a saved mention detector folder"
+            )
+        linker.detector = TrainedDetector.from_pretrained(
+            detector_dir,
+            device=next(linker.retriever.parameters()).device,
+            threshold=args.detection_threshold,
+        )
+    path = Path(args.input)
+    inputs, where = read_inputs(path)
+    if args.world is not None:
+        inputs = [
+            {**item, "world": item.get("world", args.world)}
+            if isinstance(item, dict)
+            else {"text": item, "world": args.world}
+            for item in inputs
+        ]
+    results = linker.link(inputs, top_k=args.top_k, where=where)
+    records = []
+    for item, result in zip(inputs, results, strict=True):
+        record = dict(item) if isinstance(item, dict) else {}
+        record.update(result.to_dict())
+        records.append(record)
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("w") as handle:
-        for record, entities in zip(records, linked, strict=True):
-            handle.write(json.dumps({**record, "entities": [asdict(e) for e in entities]}) + "\n")
-    logger.info("linked %d mention(s) -> %s", len(records), output)
+    write_jsonl_atomic(output, records)
+    mentions = sum(len(r.mentions) for r in results)
+    logger.info("linked %d mention(s) in %d input(s) -> %s", mentions, len(results), output)
     return output
 
 

@@ -1,4 +1,4 @@
-"""`python -m hf_models.link`: build-index then link (a real subprocess) gives the Python API's results."""
+"""`python -m hf_models.link`: build-index then link raw text (a real subprocess) gives the Python API's results."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from data_scripts.zeshel import read_zeshel
 from hf_models.link import main
-from hf_models.linker import EntityLinker
+from hf_models.linking import EntityLinker
 
 from .test_linker import mention_records, save_retriever
 
@@ -38,52 +38,102 @@ def som_dir(tiny_bert_dir, tmp_path_factory) -> Path:
     return save_retriever(SumOfMaxModel, tiny_bert_dir, tmp_path_factory.mktemp("som"))
 
 
-def test_cli_matches_python(som_dir, zeshel_sample_dir, tmp_path):
-    mentions, entities = read_zeshel(zeshel_sample_dir, splits=("train",))
-    records = mention_records(mentions["train"])
-    entities.to_json(str(tmp_path / "kb.jsonl"))
-    with (tmp_path / "mentions.jsonl").open("w") as handle:
-        handle.writelines(json.dumps(r) + "\n" for r in records)
-
-    build = ["build-index", "--retriever", str(som_dir), "--entities", str(tmp_path / "kb.jsonl")]
-    # the same entry point in-process (a second interpreter start costs ~15 s on a shared 2-core machine)
+@pytest.fixture(scope="module")
+def index_dir(som_dir, zeshel_sample_dir, tmp_path_factory) -> Path:
+    """build-index (the CLI entry point in-process) over the Zeshel excerpt's starwars world."""
+    _, entities = read_zeshel(zeshel_sample_dir, splits=("train",))
+    folder = tmp_path_factory.mktemp("cli")
+    entities.filter(lambda row: row["world"] == "starwars").to_json(str(folder / "kb.jsonl"))
+    build = ["build-index", "--retriever", str(som_dir), "--entities", str(folder / "kb.jsonl")]
     assert (
-        main([*build, "--index", str(tmp_path / "index"), "--max_length", "64", "--shortlist_size", "4"]) == 0
+        main([*build, "--index", str(folder / "index"), "--max_length", "64", "--shortlist_size", "4"]) == 0
     )
-    linked = run_cli(  # "link" is the default command
+    return folder / "index"
+
+
+def test_cli_links_raw_text_with_the_dictionary_detector(som_dir, index_dir, tmp_path):
+    linker = EntityLinker.from_pretrained(som_dir, show_progress=False).load_index(index_dir)
+    titles = [t for t in linker.entities["starwars"]["title"] if len(t) > 3][:3]
+    lines = [
+        f"We read about {titles[0]} and then {titles[1]} today.",
+        "",
+        f"Only {titles[2]}, naïvely.",
+        "none",
+    ]
+    (tmp_path / "raw.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    linked = run_cli(  # "link" is the default command; the dictionary detector over the index's titles
         "--retriever",
         str(som_dir),
         "--index",
-        str(tmp_path / "index"),
+        str(index_dir),
         "--input",
-        str(tmp_path / "mentions.jsonl"),
+        str(tmp_path / "raw.txt"),
         "--output",
         str(tmp_path / "out.jsonl"),
         "--top_k",
         "3",
     )
     assert linked.returncode == 0, linked.stderr[-2000:]
-    cli = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    cli = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(cli) == len(lines)  # one output line per input line, the blank one too
+    assert [[m["surface"] for m in line["mentions"]] for line in cli][:3] == [titles[:2], [], [titles[2]]]
+    python = linker.link(lines, top_k=3)
+    for text, line, result in zip(lines, cli, python, strict=True):
+        assert line["text"] == text
+        for mention, expected in zip(line["mentions"], result.mentions, strict=True):
+            assert text[mention["start"] : mention["end"]] == mention["surface"]
+            assert [e["entity_id"] for e in mention["entities"]] == [e.entity_id for e in expected.entities]
+            assert [e["probability"] for e in mention["entities"]] == pytest.approx(
+                [e.probability for e in expected.entities], abs=1e-5
+            )
 
-    linker = EntityLinker.from_pretrained(
-        som_dir, max_length=64, shortlist_size=4, show_progress=False
-    ).build_index(entities)
-    python = linker.link(records, top_k=3)
-    assert [r["id"] for r in cli] == [r["id"] for r in records]
-    for line, ranked in zip(cli, python, strict=True):
-        assert [e["entity_id"] for e in line["entities"]] == [e.entity_id for e in ranked]
-        assert [e["score"] for e in line["entities"]] == pytest.approx([e.score for e in ranked], rel=1e-5)
 
-
-def test_cli_errors_are_one_line(som_dir, tmp_path, capsys):
-    (tmp_path / "m.jsonl").write_text('{"input": "x [START_ENT] y [END_ENT] z"}\n')
+def test_cli_jsonl_matches_python(som_dir, index_dir, zeshel_sample_dir, tmp_path):
+    mentions, _ = read_zeshel(zeshel_sample_dir, splits=("train",))
+    records = [r for r in mention_records(mentions["train"]) if r["world"] == "starwars"]
+    with (tmp_path / "mentions.jsonl").open("w") as handle:
+        handle.writelines(json.dumps(r) + "\n" for r in records)
     args = [
         "--retriever",
         str(som_dir),
         "--index",
-        str(tmp_path / "missing"),
+        str(index_dir),
+        "--input",
+        str(tmp_path / "mentions.jsonl"),
+    ]
+    assert main([*args, "--output", str(tmp_path / "out.jsonl"), "--top_k", "3", "--no_progress"]) == 0
+    cli = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    python = (
+        EntityLinker.from_pretrained(som_dir, show_progress=False)
+        .load_index(index_dir)
+        .link(records, top_k=3)
+    )
+    assert [r["id"] for r in cli] == [r["id"] for r in records]  # order and ids preserved
+    for line, result in zip(cli, python, strict=True):
+        (mention,) = line["mentions"]
+        assert mention["surface"] == line["mention"].strip()
+        assert [e["entity_id"] for e in mention["entities"]] == [
+            e.entity_id for e in result.mentions[0].entities
+        ]
+        assert [e["score"] for e in mention["entities"]] == pytest.approx(
+            [e.score for e in result.mentions[0].entities], rel=1e-5
+        )
+
+
+def test_cli_errors_are_one_line(som_dir, index_dir, tmp_path, capsys):
+    (tmp_path / "m.jsonl").write_text(
+        '{"input": "x [START_ENT] y [END_ENT] z"}\n\n{"text": "a", "spans": [[0, 5]]}\n'
+    )
+    args = [
+        "--retriever",
+        str(som_dir),
         "--input",
         str(tmp_path / "m.jsonl"),
+        "--output",
+        str(tmp_path / "o.jsonl"),
     ]
-    assert main([*args, "--output", str(tmp_path / "o.jsonl"), "--no_progress"]) == 2
+    assert main([*args, "--index", str(tmp_path / "missing"), "--no_progress"]) == 2
     assert "is not an entity index (manifest.json missing)" in capsys.readouterr().err
+    assert main([*args, "--index", str(index_dir), "--no_progress"]) == 2
+    assert "m.jsonl:3: span 0 [0, 5) is not inside the text" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()

@@ -1,4 +1,5 @@
-"""EntityLinker on the real Zeshel excerpt with tiny random models: build -> save -> load -> link, reranking, errors."""
+"""EntityLinker on the real Zeshel excerpt with tiny random models: build -> save -> load -> link, reranking, errors
+(bad knowledge-base ids, corrupt index files, bad inputs name the file and line)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,13 @@ def built_index(dual_dir, zeshel, tmp_path_factory) -> tuple[Path, list]:
     records, entities = zeshel
     linker = EntityLinker.from_pretrained(dual_dir, max_length=64, show_progress=False).build_index(entities)
     folder = linker.save_index(tmp_path_factory.mktemp("index") / "kb")
-    return folder, linker.link(records, top_k=8)
+    return folder, entities_of(linker.link(records, top_k=8))
+
+
+def entities_of(results) -> list:
+    """The entity list of each result's single mention."""
+    assert all(len(result.mentions) == 1 for result in results)
+    return [result.mentions[0].entities for result in results]
 
 
 def test_build_save_load_link(dual_dir, zeshel, built_index):
@@ -65,7 +72,7 @@ def test_build_save_load_link(dual_dir, zeshel, built_index):
     assert manifest["model"]["weights_sha256"] and manifest["tokenizer"]["special_tokens"]["[unused0]"] == 5
 
     linker = EntityLinker.from_pretrained(dual_dir, show_progress=False).load_index(folder)
-    after = linker.link(records, top_k=8)
+    after = entities_of(linker.link(records, top_k=8))
     world_of = dict(zip(entities["entity_id"], entities["world"], strict=True))
     title_of = dict(zip(entities["entity_id"], entities["title"], strict=True))
     for record, ranked, ranked_before in zip(records, after, before, strict=True):
@@ -85,8 +92,11 @@ def test_build_save_load_link(dual_dir, zeshel, built_index):
         }
         for r in records
     ]
-    same = linker.link(marked, top_k=8)
+    same = entities_of(linker.link(marked, top_k=8))
     assert [[e.entity_id for e in m] for m in same] == [[e.entity_id for e in m] for m in after]
+    for ranked in after:  # probabilities: softmax over the retrieved top-k
+        assert sum(e.probability for e in ranked) == pytest.approx(1.0, abs=1e-5)
+        assert [e.probability for e in ranked] == sorted((e.probability for e in ranked), reverse=True)
 
 
 def test_reranker_resorts_the_retrieved_candidates(dual_dir, tiny_bert_dir, zeshel, built_index, tmp_path):
@@ -98,7 +108,7 @@ def test_reranker_resorts_the_retrieved_candidates(dual_dir, tiny_bert_dir, zesh
     linker = EntityLinker.from_pretrained(dual_dir, tmp_path / "joint", show_progress=False).load_index(
         folder
     )
-    reranked = linker.link(records[:2], top_k=8)
+    reranked = entities_of(linker.link(records[:2], top_k=8))
     for ranked, before in zip(reranked, retrieved, strict=False):
         assert {e.entity_id for e in ranked} == {e.entity_id for e in before}
         assert [e.score for e in ranked] == sorted((e.score for e in ranked), reverse=True)
@@ -122,15 +132,57 @@ def test_index_built_by_another_model_is_refused(tiny_bert_dir, built_index, tmp
         linker.load_index(tmp_path)
 
 
-def test_mention_without_span_names_its_index(dual_dir, built_index):
+def test_bad_inputs_name_their_position(dual_dir, built_index):
     linker = EntityLinker.from_pretrained(dual_dir, show_progress=False).load_index(built_index[0])
     good = {"world": "starwars", "input": "the [START_ENT] jedi [END_ENT] order"}
-    with pytest.raises(ValueError, match=r"mention 1: no marked span"):
-        linker.link([good, {"world": "starwars", "input": "no markers here"}])
-    with pytest.raises(ValueError, match=r"mention 0: the marked span is empty"):
-        linker.link(["a [START_ENT]  [END_ENT] b"])
-    with pytest.raises(ValueError, match=r"mention 0: no 'world' given and the index has 4 worlds"):
+    with pytest.raises(ValueError, match=r"input 1: \[START_ENT\] at character 4 is not closed"):
+        linker.link([good, {"world": "starwars", "input": "the [START_ENT] jedi order"}])
+    with pytest.raises(ValueError, match=r"input 0: the marked span at character 2 is empty"):
+        linker.link([{"world": "starwars", "text": "a [START_ENT]  [END_ENT] b"}])
+    with pytest.raises(ValueError, match=r"input 0: no 'world' given and the index has 4 worlds"):
         linker.link(["the [START_ENT] jedi [END_ENT] order"])
+    with pytest.raises(ValueError, match=r"input 0: span 0 \[3, 99\) is not inside the text"):
+        linker.link([{"world": "starwars", "text": "the jedi", "spans": [[3, 99]]}])
+    with pytest.raises(ValueError, match=r"input 0: span 0: span start must be an integer"):
+        linker.link([{"world": "starwars", "text": "the jedi", "spans": [[1.5, 4]]}])
+    with pytest.raises(TypeError, match=r"link\(\) takes a list of inputs"):
+        linker.link("the [START_ENT] jedi [END_ENT] order")
+    with pytest.raises(TypeError, match="input 0: an input must be a string or a JSON object"):
+        linker.link([42])
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            '{"entity_id": "e1", "title": "B", "text": "b"}',
+            r"kb.jsonl:3: duplicate entity_id 'e1' \(first at .*kb.jsonl:1\)",
+        ),
+        ('{"entity_id": "", "title": "B", "text": "b"}', r"kb.jsonl:3: entity_id is empty"),
+        ('{"entity_id": null, "title": "B", "text": "b"}', r"kb.jsonl:3: entity_id is null"),
+        ('{"entity_id": "e3", "title": "B"', r"kb.jsonl:3: malformed JSON"),
+    ],
+)
+def test_bad_entity_ids_name_file_and_line(dual_dir, tmp_path, line, message):
+    first = '{"entity_id": "e1", "title": "A", "text": "a"}\n\n'
+    (tmp_path / "kb.jsonl").write_text(first + line + "\n")
+    linker = EntityLinker.from_pretrained(dual_dir, show_progress=False)
+    with pytest.raises(ValueError, match=message):
+        linker.build_index(tmp_path / "kb.jsonl")
+
+
+def test_corrupt_index_files_are_named(dual_dir, built_index, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(built_index[0], tmp_path / "kb")
+    vectors = next((folder / "vectors").rglob("representation.safetensors"))
+    vectors.write_bytes(b"not a safetensors file")
+    linker = EntityLinker.from_pretrained(dual_dir, show_progress=False)
+    with pytest.raises(ValueError, match=r"vectors"):
+        linker.load_index(folder)
+    (folder / "manifest.json").write_text('{"model": ')
+    with pytest.raises(ValueError, match=r"kb/manifest.json: malformed JSON"):
+        linker.load_index(folder)
 
 
 def test_empty_knowledge_base_is_refused(dual_dir, tmp_path):

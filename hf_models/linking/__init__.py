@@ -1,0 +1,31 @@
+"""End-to-end entity linking: input parsing (:mod:`.inputs`), mention detection (:mod:`.detection`), linking
+(:mod:`.linker`), index fingerprints (:mod:`.fingerprints`), results (:mod:`.results`). See docs/linking.md."""
+
+from .detection import DEFAULT_STOP_WORDS, DictionaryDetector, TrainedDetector, tokenize_windows
+from .fingerprints import IndexMismatchError, check_fingerprints, model_fingerprint, tokenizer_fingerprint
+from .inputs import DEFAULT_WORLD, TextInput, load_entity_table, parse_input, parse_marked
+from .linker import EntityLinker, load_model
+from .results import LinkedEntity, LinkResult, MentionLink, candidate_probabilities, short_description
+
+__all__ = [
+    "DEFAULT_STOP_WORDS",
+    "DEFAULT_WORLD",
+    "DictionaryDetector",
+    "EntityLinker",
+    "IndexMismatchError",
+    "LinkResult",
+    "LinkedEntity",
+    "MentionLink",
+    "TextInput",
+    "TrainedDetector",
+    "candidate_probabilities",
+    "check_fingerprints",
+    "load_entity_table",
+    "load_model",
+    "model_fingerprint",
+    "parse_input",
+    "parse_marked",
+    "short_description",
+    "tokenize_windows",
+    "tokenizer_fingerprint",
+]

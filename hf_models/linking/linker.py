@@ -1,0 +1,404 @@
+"""EntityLinker: text in (plain, spans, marked, context records), linked entities out.
+
+    linker = EntityLinker.from_pretrained("out/som", reranker="out/joint")
+    linker.build_index("kb.jsonl")            # entity_id, title, text (+ world, aliases)
+    linker.save_index("kb_index/")            # later: EntityLinker.from_pretrained("out/som").load_index("kb_index/")
+    linker.link(["The Doctor landed on Gallifrey."], top_k=10)   # mentions detected over the index's titles
+
+Per batch of texts: mentions are detected (texts without spans), all mentions are featurized and encoded together,
+and each world's index is searched once. Entities are encoded by :class:`~hf_models.entity_index.EntityIndex`;
+reranking goes through :func:`~hf_models.evaluation.rerank`. See docs/linking.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoTokenizer
+
+from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
+
+from ..entity_index import EntityIndex
+from ..evaluation import Ranking
+from ..modeling_joint import JointRerankerModel
+from ..modeling_retriever import RetrieverModel
+from .detection import DictionaryDetector, TrainedDetector
+from .fingerprints import DEFAULT_MARKERS, check_fingerprints, model_fingerprint, tokenizer_fingerprint
+from .inputs import ALIASES_COLUMN, TextInput, load_entity_table, parse_input, quiet_datasets
+from .reranking import rerank_mentions
+from .results import (
+    LinkedEntity,
+    LinkResult,
+    MentionLink,
+    candidate_probabilities,
+    check_threshold,
+    short_description,
+)
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_FILE = "manifest.json"
+ENTITIES_DIR = "entities"
+VECTORS_DIR = "vectors"
+FORMAT_VERSION = 1
+Detector = Callable[[Sequence[str]], list[list[tuple[int, int]]]]
+
+
+def config_markers(config) -> tuple[str, str, str]:
+    """The model's (mention start, mention end, title) marker strings (the input-format contract's fields)."""
+    return tuple(
+        getattr(config, name, default) or default
+        for name, default in zip(
+            ("mention_start_marker", "mention_end_marker", "title_marker"), DEFAULT_MARKERS, strict=True
+        )
+    )
+
+
+class EntityLinker:
+    """Detect mentions in text, retrieve (and optionally rerank) knowledge-base entities for each.
+
+    Args:
+        retriever: a trained :class:`~hf_models.modeling_retriever.RetrieverModel` (any architecture).
+        tokenizer: the retriever's tokenizer (the marker tokens are registered on it).
+        reranker: an optional :class:`~hf_models.modeling_joint.JointRerankerModel` for the top-k.
+        reranker_tokenizer: the reranker's tokenizer (default: ``tokenizer``).
+        max_length: mention and entity input length (default: the retriever config's ``max_length``, else 128).
+        batch_size: texts per linking batch (also the encoder batch size).
+        rerank_batch_size: mentions per reranker batch (each with its top-k candidates).
+        detector: mention detector for texts without spans: None = a :class:`DictionaryDetector` over the
+            index's titles and aliases, a :class:`TrainedDetector`, or any callable texts -> spans per text.
+        nil_threshold: a mention whose best probability is below this is NIL (0 = never).
+        index_kwargs: :class:`~hf_models.entity_index.EntityIndex` options (backend, faiss_kind, store_dtype,
+            shortlist_size, chunk_size, encode_dtype, faiss_options).
+    """
+
+    def __init__(
+        self,
+        retriever: RetrieverModel,
+        tokenizer,
+        reranker: JointRerankerModel | None = None,
+        reranker_tokenizer=None,
+        *,
+        max_length: int | None = None,
+        batch_size: int = 64,
+        rerank_batch_size: int = 4,
+        show_progress: bool = True,
+        detector: Detector | None = None,
+        nil_threshold: float = 0.0,
+        **index_kwargs: Any,
+    ) -> None:
+        self.markers = config_markers(retriever.config)
+        prepare_tokenizer(tokenizer, self.markers)
+        self.retriever = retriever.eval()
+        self.tokenizer = tokenizer
+        self.reranker = reranker.eval() if reranker is not None else None
+        self.reranker_tokenizer = reranker_tokenizer or tokenizer
+        self.reranker_markers = config_markers(reranker.config) if reranker is not None else self.markers
+        if reranker is not None:
+            prepare_tokenizer(self.reranker_tokenizer, self.reranker_markers)
+        self.max_length = max_length or getattr(retriever.config, "max_length", None) or 128
+        self.batch_size = batch_size
+        self.rerank_batch_size = rerank_batch_size
+        self.show_progress = show_progress
+        self.detector = detector
+        self.nil_threshold = check_threshold(nil_threshold, "nil_threshold")
+        self.index_kwargs = index_kwargs
+        self.index = self._new_index(**index_kwargs)
+        self.entities: dict[
+            str, datasets.Dataset
+        ] = {}  # world -> entity_id, title, text, aliases (row order)
+        self._dictionary: DictionaryDetector | None = None
+        self._cache: dict[str, tuple[list[str], list[str], datasets.Dataset]] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        retriever: str | Path,
+        reranker: str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        detector: str | Path | Detector | None = None,
+        **kwargs: Any,
+    ) -> EntityLinker:
+        """Load a retriever folder/repo (with its tokenizer), optionally a joint reranker and a trained detector.
+
+        ``detector``: None / ``"dictionary"`` (titles and aliases of the index), a saved
+        :class:`~hf_models.modeling_mention_detector.MentionDetectorModel` folder, or a callable.
+        ``kwargs`` go to the constructor (``max_length``, ``batch_size``, ``nil_threshold``, index options such as
+        ``backend="faiss", faiss_kind="hnsw"``, ``store_dtype=torch.float16``, ``shortlist_size=256``).
+        """
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model = load_model(retriever, RetrieverModel).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(str(retriever), trust_remote_code=False)
+        joint = joint_tokenizer = None
+        if reranker is not None:
+            joint = load_model(reranker, JointRerankerModel).to(device)
+            joint_tokenizer = _optional_tokenizer(reranker) or tokenizer
+        if isinstance(detector, (str, Path)):
+            detector = (
+                None if str(detector) == "dictionary" else TrainedDetector.from_pretrained(detector, device)
+            )
+        return cls(model, tokenizer, joint, joint_tokenizer, detector=detector, **kwargs)
+
+    def _new_index(self, **index_kwargs: Any) -> EntityIndex:
+        return EntityIndex(
+            self.retriever, batch_size=self.batch_size, show_progress=self.show_progress, **index_kwargs
+        )
+
+    # ------------------------------------------------------------------ index
+    @property
+    def worlds(self) -> list[str]:
+        return list(self.index.worlds)
+
+    def build_index(self, entities: datasets.Dataset | str | Path) -> EntityLinker:
+        """Encode every entity of the table (one index per world), replacing any previous index."""
+        table = load_entity_table(entities)
+        with quiet_datasets():
+            featurized = featurize_entities(table, self.tokenizer, self.max_length, markers=self.markers)
+        self.index = self._new_index(**self.index_kwargs)
+        self.entities, self._dictionary, self._cache = {}, None, {}
+        positions: dict[str, list[int]] = {}
+        for position, world in enumerate(table["world"]):
+            positions.setdefault(world, []).append(position)
+        for world in tqdm(sorted(positions), desc="indexing worlds", disable=not self.show_progress):
+            rows = featurized.select(positions[world])
+            tensors = rows.with_format("torch", columns=["entity_input_ids", "entity_attention_mask"])[:]
+            self.index.add_world(
+                world, rows["entity_id"], tensors["entity_input_ids"], tensors["entity_attention_mask"]
+            )
+            self.entities[world] = rows.select_columns(["entity_id", "title", "text", ALIASES_COLUMN])
+        logger.info("indexed %d entities in %d world(s)", len(table), len(self.entities))
+        return self
+
+    def manifest(self) -> dict[str, Any]:
+        """What the index folder records about how it was built."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": model_fingerprint(self.retriever),
+            "tokenizer": tokenizer_fingerprint(self.tokenizer, self.markers),
+            "max_length": self.max_length,
+            "backend": self.index.backend,
+            "faiss_kind": self.index.faiss_kind,
+            "shortlist_size": self.index.shortlist_size,
+            "store_dtype": str(self.index.store_dtype).removeprefix("torch."),
+            "worlds": {world: len(rows) for world, rows in self.entities.items()},
+        }
+
+    def save_index(self, directory: str | Path) -> Path:
+        """Write ``manifest.json``, ``entities/world_NNNN.parquet`` and ``vectors/`` (see docs/linking.md)."""
+        self._require_index()
+        folder = Path(directory)
+        (folder / ENTITIES_DIR).mkdir(parents=True, exist_ok=True)
+        manifest = self.manifest()
+        manifest["entity_files"] = {}
+        for number, (world, rows) in enumerate(self.entities.items()):
+            name = f"{ENTITIES_DIR}/world_{number:04d}.parquet"
+            with quiet_datasets():
+                rows.to_parquet(str(folder / name))
+            manifest["entity_files"][world] = name
+        self.index.save(folder / VECTORS_DIR)
+        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+        logger.info("saved the index of %d world(s) to %s", len(self.entities), folder)
+        return folder
+
+    def load_index(self, directory: str | Path) -> EntityLinker:
+        """Load an index written by :meth:`save_index`, refusing one built by another model or tokenizer.
+
+        The backend, FAISS kind, shortlist size and input length recorded in the manifest are restored. A
+        malformed manifest, vector file or entity file is an error naming that file.
+        """
+        folder = Path(directory)
+        manifest_path = folder / MANIFEST_FILE
+        if not manifest_path.exists():
+            raise FileNotFoundError(
+                f"{folder} is not an entity index ({MANIFEST_FILE} missing); build one with "
+                "`python -m hf_models.link build-index --retriever DIR --entities FILE --index DIR`"
+            )
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            saved_model, saved_tokenizer = manifest["model"], manifest["tokenizer"]
+            entity_files = dict(manifest["entity_files"])
+            store_dtype = getattr(torch, manifest["store_dtype"])
+            options = {k: manifest[k] for k in ("max_length", "backend", "faiss_kind", "shortlist_size")}
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{manifest_path}: malformed JSON ({error})") from error
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"{manifest_path}: missing or invalid field {error}") from error
+        check_fingerprints(saved_model, model_fingerprint(self.retriever), "model", folder)
+        check_fingerprints(
+            saved_tokenizer, tokenizer_fingerprint(self.tokenizer, self.markers), "tokenizer", folder
+        )
+        self.max_length = options.pop("max_length")
+        self.index_kwargs.update(options, store_dtype=store_dtype)
+        try:
+            self.index = self._new_index(**self.index_kwargs).load(folder / VECTORS_DIR)
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            if isinstance(error, FileNotFoundError | ValueError) and str(folder) in str(error):
+                raise
+            raise ValueError(f"{folder / VECTORS_DIR}: cannot load the entity vectors ({error})") from error
+        self.entities, self._dictionary, self._cache = {}, None, {}
+        for world, name in entity_files.items():
+            try:
+                with quiet_datasets():
+                    self.entities[world] = datasets.Dataset.from_parquet(str(folder / name))
+            except Exception as error:  # pyarrow raises several types for a corrupt file
+                raise ValueError(f"{folder / name}: cannot read the entity table ({error})") from error
+        return self
+
+    def _require_index(self) -> None:
+        if not self.index.worlds:
+            raise ValueError("no entity index: call build_index(entities) or load_index(directory) first")
+
+    def dictionary_detector(self) -> DictionaryDetector:
+        """The default detector: titles and aliases of every indexed entity (built once per index)."""
+        if self._dictionary is None:
+            titles, aliases = [], []
+            for rows in self.entities.values():
+                titles.extend(rows["title"])
+                if ALIASES_COLUMN in rows.column_names:
+                    aliases.extend(rows[ALIASES_COLUMN])
+            self._dictionary = DictionaryDetector.from_entities(titles, aliases)
+        return self._dictionary
+
+    # ------------------------------------------------------------------ linking
+    def link(
+        self,
+        inputs: Iterable[str | Mapping[str, Any]],
+        top_k: int = 10,
+        *,
+        nil_threshold: float | None = None,
+        detector: Detector | None = None,
+        where: Sequence[str] | None = None,
+    ) -> list[LinkResult]:
+        """Link every mention of every input (see :mod:`hf_models.linking.inputs` for the accepted kinds).
+
+        Returns one :class:`LinkResult` per input, in order: the text (markers removed), its world and its
+        mentions, each with ``top_k`` entities best first (reranked when the linker has a reranker), their
+        probabilities (softmax over those candidates) and NIL when the best is under ``nil_threshold``.
+        ``where`` names each input in error messages (default ``"input N"``).
+        """
+        if isinstance(inputs, (str, bytes, Mapping)):
+            raise TypeError(
+                "link() takes a list of inputs (strings or dicts); for one text call link([text])"
+            )
+        self._require_index()
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        threshold = (
+            self.nil_threshold if nil_threshold is None else check_threshold(nil_threshold, "nil_threshold")
+        )
+        items = list(inputs)
+        names = list(where) if where is not None else [f"input {i}" for i in range(len(items))]
+        parsed = [self._resolve_world(parse_input(item, names[i]), names[i]) for i, item in enumerate(items)]
+        detect = detector or self.detector or self.dictionary_detector()
+        results: list[LinkResult] = []
+        batches = range(0, len(parsed), self.batch_size)
+        for first in tqdm(batches, desc="linking", disable=not self.show_progress or len(batches) < 2):
+            results.extend(
+                self._link_texts(parsed[first : first + self.batch_size], top_k, threshold, detect)
+            )
+        return results
+
+    def _resolve_world(self, text: TextInput, where: str) -> TextInput:
+        worlds = self.worlds
+        if text.world is None:
+            if len(worlds) > 1:
+                raise ValueError(
+                    f"{where}: no 'world' given and the index has {len(worlds)} worlds {worlds[:5]}"
+                )
+            text.world = worlds[0]
+        elif text.world not in self.index.worlds:
+            raise ValueError(f"{where}: world {text.world!r} is not in the index (has {worlds[:5]})")
+        return text
+
+    @torch.no_grad()
+    def _link_texts(
+        self, texts: Sequence[TextInput], top_k: int, threshold: float, detect: Detector
+    ) -> list[LinkResult]:
+        undetected = [i for i, t in enumerate(texts) if t.spans is None]
+        spans = [list(t.spans or []) for t in texts]
+        if undetected:
+            for i, found in zip(undetected, detect([texts[i].text for i in undetected]), strict=True):
+                spans[i] = sorted(found)
+        mentions = [(i, s, e) for i, text_spans in enumerate(spans) for s, e in text_spans]
+        results = [LinkResult(text=t.text, world=t.world) for t in texts]
+        if not mentions:
+            return results
+        rows = [
+            {
+                "left_context": texts[i].text[:s],
+                "mention": texts[i].text[s:e],
+                "right_context": texts[i].text[e:],
+            }
+            for i, s, e in mentions
+        ]
+        table = datasets.Dataset.from_list(rows)
+        with quiet_datasets():
+            featurized = featurize_mentions(table, self.tokenizer, self.max_length, markers=self.markers)
+        tensors = featurized.with_format("torch", columns=["mention_input_ids", "mention_attention_mask"])[:]
+        reps = self.index.encode_mentions(tensors["mention_input_ids"], tensors["mention_attention_mask"])
+        by_world: dict[str, list[int]] = {}
+        for position, (i, _, _) in enumerate(mentions):
+            by_world.setdefault(texts[i].world, []).append(position)
+        for world, positions in by_world.items():
+            scores, entity_rows = self.index.search(
+                world, reps[torch.tensor(positions)], top_k
+            )  # [M, k], world rows
+            ranking = Ranking(rows=entity_rows, scores=scores)
+            if self.reranker is not None:
+                ranking = rerank_mentions(self, world, [rows[p] for p in positions], ranking)
+            probabilities = candidate_probabilities(ranking.scores)  # [M, k]
+            ids, titles, descriptions = self._columns(world)
+            for position, row, score, prob in zip(
+                positions, ranking.rows.tolist(), ranking.scores.tolist(), probabilities.tolist(), strict=True
+            ):
+                i, start, end = mentions[position]
+                ranked = [
+                    LinkedEntity(
+                        entity_id=ids[r],
+                        title=titles[r],
+                        description=descriptions(r),
+                        score=float(s),
+                        probability=float(p),
+                        world=world,
+                    )
+                    for r, s, p in zip(row, score, prob, strict=True)
+                    if r >= 0
+                ]
+                nil = not ranked or ranked[0].probability < threshold
+                results[i].mentions.append(MentionLink(start, end, texts[i].text[start:end], ranked, nil))
+        for result in results:
+            result.mentions.sort(key=lambda m: (m.start, m.end))
+        return results
+
+    def _columns(self, world: str) -> tuple[list[str], list[str], Callable[[int], str]]:
+        """A world's ids and titles as lists (cached) and a short-description lookup by row."""
+        if world not in self._cache:
+            rows = self.entities[world]
+            self._cache[world] = (list(rows["entity_id"]), list(rows["title"]), rows)
+        ids, titles, rows = self._cache[world]
+        return ids, titles, lambda r: short_description(titles[r], rows[r]["text"])
+
+
+def load_model(path: str | Path, expected: type[torch.nn.Module]) -> torch.nn.Module:
+    """A saved retriever / reranker as its registered class (``SumOfMaxModel``, ...), using this package's code."""
+    model = AutoModel.from_pretrained(str(path), trust_remote_code=False)
+    if not isinstance(model, expected):
+        raise TypeError(f"{path} holds a {type(model).__name__}, not a {expected.__name__}")
+    return model
+
+
+def _optional_tokenizer(path: str | Path):
+    """The tokenizer saved with a model folder/repo, or None when it has none."""
+    try:
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+    except (OSError, ValueError, TypeError):
+        logger.info("no tokenizer found with %s; using the retriever's", path)
+        return None
