@@ -4,95 +4,51 @@ Mention: ``[CLS] left [m_start] mention [m_end] right [SEP]`` — exactly ``max_
 budget left after the mention is split in half; the left side gets ``(budget - mention) // 2`` and whatever one
 side cannot use goes to the other. Entity: ``[CLS] title [title_sep] text [SEP]`` truncated/padded to
 ``max_length``. The three marker tokens default to BERT's free ``[unused0]``, ``[unused1]``, ``[unused2]``;
-:func:`prepare_tokenizer` adds them as special tokens when the vocabulary lacks them (then resize the model's
-embeddings to ``len(tokenizer)``).
+:func:`prepare_tokenizer` registers them as special tokens (new ids only for markers the vocabulary lacks: then
+the model's embeddings must grow to cover them). The text form of these inputs and the ids are defined in
+:mod:`hf_models.input_format`, which saved models carry.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import datasets
 
+from hf_models.input_format import (
+    DEFAULT_MARKERS,
+    InputFormat,
+    MarkerIds,
+    window_entity,
+    window_mention,
+)
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_MARKERS = ("[unused0]", "[unused1]", "[unused2]")
-
-
-@dataclass(frozen=True)
-class Markers:
-    """Ids of the mention-start, mention-end and title-separator tokens plus [CLS]/[SEP]/[PAD]."""
-
-    mention_start: int
-    mention_end: int
-    title_sep: int
-    cls: int
-    sep: int
-    pad: int
+Markers = MarkerIds  # ids of the three markers plus [CLS]/[SEP]/[PAD]
+# The paper's windows: one implementation, in hf_models/input_format.py (shipped inside every saved model).
+mention_ids = window_mention
+entity_ids = window_entity
 
 
 def prepare_tokenizer(tokenizer, markers: tuple[str, str, str] = DEFAULT_MARKERS) -> int:
     """Register the marker tokens as special tokens (so raw text never splits them).
 
-    Returns how many NEW ids the vocabulary gained (0 for BERT-family vocabularies with ``[unusedN]``); when
-    positive, call ``model.resize_token_embeddings(len(tokenizer))``.
+    Returns how many markers were NOT in the vocabulary (0 for BERT-family vocabularies with ``[unusedN]``);
+    only those got new ids, and only then must the model's embeddings grow (the recipes do it and log it).
     """
-    before = len(tokenizer)
-    tokenizer.add_tokens(list(markers), special_tokens=True)
-    added = len(tokenizer) - before
-    if added:
-        logger.warning(
-            "tokenizer had no %s: added %d special token(s); resize the model embeddings to %d",
-            markers,
-            added,
-            len(tokenizer),
-        )
-    return added
+    return len(InputFormat(*markers).prepare_tokenizer(tokenizer))
 
 
 def marker_ids(tokenizer, markers: tuple[str, str, str] = DEFAULT_MARKERS) -> Markers:
-    """Resolve marker ids; raises if a marker is unknown (call :func:`prepare_tokenizer` first)."""
-    ids = tokenizer.convert_tokens_to_ids(list(markers))
-    unknown = [m for m, i in zip(markers, ids, strict=True) if i is None or i == tokenizer.unk_token_id]
-    if unknown:
-        raise ValueError(
-            f"tokenizer does not know {unknown}; call data_scripts.featurize.prepare_tokenizer first"
-        )
-    cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    if cls is None or sep is None:
-        raise ValueError(f"{type(tokenizer).__name__} has neither [CLS]/[SEP] nor BOS/EOS tokens")
-    return Markers(*ids, cls=cls, sep=sep, pad=pad)
+    """Resolve marker ids; raises if a marker is not one known token (call :func:`prepare_tokenizer` first)."""
+    return InputFormat(*markers).marker_ids(tokenizer)
 
 
 def pad_to(ids: list[int], max_length: int, pad: int) -> tuple[list[int], list[int]]:
     """(ids padded to `max_length`, attention mask)."""
     return ids + [pad] * (max_length - len(ids)), [1] * len(ids) + [0] * (max_length - len(ids))
-
-
-def mention_ids(
-    left: list[int], mention: list[int], right: list[int], markers: Markers, max_length: int
-) -> list[int]:
-    """Unpadded mention input: the mention keeps up to ``max_length - 4`` pieces, the context the rest."""
-    mention = [markers.mention_start, *mention[: max_length - 4], markers.mention_end]
-    budget = max_length - 2 - len(mention)
-    left_quota = budget // 2
-    right_quota = budget - left_quota
-    if len(left) < left_quota:
-        right_quota += left_quota - len(left)
-    elif len(right) < right_quota:
-        left_quota += right_quota - len(right)
-    left = left[len(left) - min(left_quota, len(left)) :]
-    return [markers.cls, *left, *mention, *right[:right_quota], markers.sep]
-
-
-def entity_ids(title: list[int], text: list[int], markers: Markers, max_length: int) -> list[int]:
-    """Unpadded entity input ``[CLS] title [title_sep] text [SEP]`` truncated to `max_length`."""
-    body = [*title, markers.title_sep, *text][: max_length - 2]
-    return [markers.cls, *body, markers.sep]
 
 
 def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:

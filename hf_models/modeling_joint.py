@@ -16,11 +16,12 @@ from transformers import initialization as init
 
 from .configuration_joint import JointConfig
 from .modeling_retriever import RetrieverOutput, build_encoder, candidate_loss, load_encoder
+from .modeling_text import RerankerTextMixin
 
 logger = logging.getLogger(__name__)
 
 
-class JointRerankerModel(PreTrainedModel):
+class JointRerankerModel(RerankerTextMixin, PreTrainedModel):
     """A backbone E over ``[CLS] x [SEP] y`` and a linear layer (w, b) on its first token.
 
     Attributes:

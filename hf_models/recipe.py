@@ -176,8 +176,12 @@ def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
 
 
 # -------------------------------------------------------------------------- model
-def build_model(model_args: ModelArguments, tokenizer):
-    """A retriever or joint reranker from a backbone checkpoint (or a saved model via init_from)."""
+def build_model(model_args: ModelArguments, tokenizer, max_length: int | None = None):
+    """A retriever or joint reranker from a backbone checkpoint (or a saved model via init_from).
+
+    The featurizer's markers and ``max_length`` (the input format) are recorded in the config; the embeddings grow
+    only for marker tokens the featurizer added to the tokenizer (:func:`fit_embeddings`).
+    """
     from .modeling_joint import JointRerankerModel
     from .modeling_retriever import MODEL_BY_ARCHITECTURE, RetrieverModel
 
@@ -197,8 +201,66 @@ def build_model(model_args: ModelArguments, tokenizer):
         model = MODEL_BY_ARCHITECTURE[model_args.architecture].from_encoder(
             resolve_encoder(model_args.encoder), **kwargs
         )
-    resize_embeddings(model, len(tokenizer))
+    fit_embeddings(model, tokenizer)
+    record_input_format(model, max_length)
     return model
+
+
+def record_input_format(model, max_length: int | None) -> None:
+    """Write the featurizer's markers and ``max_length`` into the config (saved with the model)."""
+    from data_scripts.featurize import DEFAULT_MARKERS
+
+    from .input_format import MARKER_FIELDS, InputFormat
+
+    recorded = InputFormat.from_config(model.config)
+    if recorded.markers != DEFAULT_MARKERS:
+        raise ValueError(
+            f"--init_from: the model was trained with markers {recorded.markers}, the featurizer uses {DEFAULT_MARKERS}"
+        )
+    for name, marker in zip(MARKER_FIELDS, DEFAULT_MARKERS, strict=True):
+        setattr(model.config, name, marker)
+    if max_length is None:
+        return
+    if recorded.max_length not in (None, max_length):
+        logger.warning(
+            "--max_length %d: the model was trained at %d; recording %d",
+            max_length,
+            recorded.max_length,
+            max_length,
+        )
+    model.config.max_length = max_length
+
+
+def fit_embeddings(model, tokenizer) -> None:
+    """Grow the embeddings only for marker tokens the featurizer added (ids past the encoder's vocabulary).
+
+    Any other token id past an encoder's embeddings means the tokenizer does not belong to the encoder: an error.
+    """
+    from data_scripts.featurize import DEFAULT_MARKERS
+
+    vocab = tokenizer.get_vocab()
+    needed = max(vocab.values()) + 1
+    base = max(index for token, index in vocab.items() if token not in DEFAULT_MARKERS) + 1
+    for name in ("mention_encoder", "entity_encoder", "encoder"):
+        encoder = getattr(model, name, None)
+        if encoder is None:
+            continue
+        rows = encoder.get_input_embeddings().num_embeddings
+        if rows < base:
+            raise ValueError(
+                f"--encoder: the tokenizer has ids up to {base - 1} but the {name} embeddings have {rows} rows: "
+                "the tokenizer does not belong to this encoder"
+            )
+        if rows < needed:
+            added = [token for token in DEFAULT_MARKERS if vocab.get(token, -1) >= rows]
+            logger.warning(
+                "%s: grew the embeddings from %d to %d rows for the marker token(s) %s the featurizer added",
+                name,
+                rows,
+                needed,
+                added,
+            )
+    resize_embeddings(model, needed)
 
 
 def resize_embeddings(model, vocab_size: int) -> None:
@@ -299,7 +361,7 @@ def run_retriever_recipe(argv=None, default_config: str | None = None) -> dict:
     set_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(model_args.encoder))
     data = load_recipe_data(data_args, tokenizer)
-    model = build_model(model_args, tokenizer)
+    model = build_model(model_args, tokenizer, data_args.max_length)
     trainer = NCETrainer(
         model,
         args,
@@ -355,7 +417,7 @@ def run_reranker_recipe(argv=None, default_config: str | None = None) -> dict:
         split: read_candidate_file(Path(data_args.candidates_dir) / f"{split}.jsonl", mentions, data.entities)
         for split, mentions in data.splits.items()
     }
-    model = build_model(model_args, tokenizer)
+    model = build_model(model_args, tokenizer, data_args.max_length)
     train = data.splits[data_args.train_split]
     trainer = NCETrainer(
         model,
