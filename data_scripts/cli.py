@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import datasets
 
 from .featurize import DEFAULT_MARKERS, featurize_entities, featurize_mentions, prepare_tokenizer
-from .io import counts_summary, push_processed, write_processed
+from .io import check_replaceable, counts_summary, push_processed, validate_tables, write_processed
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,11 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         "--push_to_hub", default=None, metavar="REPO", help="Upload the folder as a Hub dataset."
     )
     parser.add_argument("--hub_token", default=None)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace --output_dir even when it holds another dataset or files that are no dataset.",
+    )
 
 
 def finish(
@@ -42,7 +48,10 @@ def finish(
     card: str,
     pretty_name: str,
 ) -> None:
-    """Featurize (when --tokenizer), write the layout, push (when --push_to_hub)."""
+    """Validate, featurize (when --tokenizer), write the layout atomically, push (when --push_to_hub)."""
+    output_dir = Path(args.output_dir)
+    check_replaceable(output_dir, pretty_name, args.overwrite)  # fail before the (long) featurization
+    validate_tables(mentions, entities)
     if args.tokenizer:
         from transformers import AutoTokenizer
 
@@ -56,7 +65,9 @@ def finish(
             f"\n\nFeaturized with `{args.tokenizer}` (max_length {args.max_length}, markers {list(markers)}, "
             f"{added} token(s) added to the vocabulary)."
         )
-    counts = write_processed(mentions, entities, args.output_dir, card=card, pretty_name=pretty_name)
+    counts = write_processed(
+        mentions, entities, output_dir, card=card, pretty_name=pretty_name, overwrite=args.overwrite
+    )
     logger.info("%s", counts_summary(counts))
     if args.push_to_hub:
         url = push_processed(args.output_dir, args.push_to_hub, token=args.hub_token)

@@ -153,16 +153,37 @@ def read_glossary(dictd_dir: str | Path, name: str) -> tuple[list[Entry], dict[s
         data = handle.read()
     entries: dict[tuple[int, int], Entry] = {}
     lookup: dict[str, str] = {}
-    for line_number, line in enumerate(index_path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_number, raw in enumerate(index_path.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{index_path}:{line_number}: not UTF-8 (byte {error.start + 1})") from error
         parts = line.split("\t")
         if len(parts) != 3:
             raise ValueError(f"{index_path}:{line_number}: expected 'headword<TAB>offset<TAB>length'")
-        headword, offset, length = parts[0], b64_number(parts[1]), b64_number(parts[2])
+        where = f"{index_path}:{line_number}"
+        try:
+            headword, offset, length = parts[0], b64_number(parts[1]), b64_number(parts[2])
+        except ValueError as error:
+            raise ValueError(
+                f"{where}: offset/length {parts[1]!r}/{parts[2]!r} are not dictd base64"
+            ) from error
         if headword.startswith("00-database") or headword.startswith("00database"):
             continue
+        if offset + length > len(data) or length == 0:
+            raise ValueError(
+                f"{where}: entry {headword!r} at offset {offset}, length {length} lies outside {dict_path} "
+                f"({len(data)} bytes uncompressed): the index does not belong to this .dict.dz"
+            )
         key = (offset, length)
         if key not in entries:
-            text = data[offset : offset + length].decode("utf-8", errors="replace")
+            try:
+                text = data[offset : offset + length].decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{where}: entry {headword!r} (offset {offset}, length {length} in {dict_path}) is not UTF-8 "
+                    f"(byte {error.start}): wrong offsets or a damaged .dict.dz"
+                ) from error
             title, _, body = text.strip("\n").partition("\n")
             entries[key] = Entry(f"{name}-{offset}", name, " ".join(title.split()), body)
         lookup.setdefault(normalize(headword), entries[key].entry_id)
@@ -338,14 +359,25 @@ def read_glossary_tables(
     dictd_dir: str | Path, skip_invalid: bool = False, context_window: int | None = 256, **kwargs
 ) -> tuple[datasets.DatasetDict, datasets.Dataset]:
     """Processed tables of the glossaries (through the Zeshel layout and :func:`data_scripts.zeshel.read_zeshel`)."""
+    from .validation import InvalidDataError
     from .zeshel import read_zeshel
 
     with tempfile.TemporaryDirectory() as folder:
         build_glossary_zeshel(dictd_dir, folder, **kwargs)
         splits = tuple(kwargs.get("splits") or DEFAULT_SPLITS)
-        mentions, entities = read_zeshel(
-            folder, splits, skip_invalid=skip_invalid, context_window=context_window
-        )
+        try:
+            mentions, entities = read_zeshel(
+                folder, splits, skip_invalid=skip_invalid, context_window=context_window
+            )
+        except (
+            InvalidDataError,
+            FileNotFoundError,
+        ) as error:  # it names a temporary file: say where it came from
+            raise InvalidDataError(
+                f"{dictd_dir}: the glossaries {kwargs.get('glossaries')} gave invalid tables ({error}). The file "
+                "named is an intermediate Zeshel layout built from them; write it with `python -m data_scripts.dictd "
+                "--format zeshel --output_dir DIR` to inspect it"
+            ) from error
         return mentions, entities
 
 

@@ -14,9 +14,12 @@ Plain Parquet: `datasets.load_dataset("parquet", data_files=processed_data_files
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
 import re
+import shutil
 import tempfile
 import uuid
 from collections import Counter
@@ -43,6 +46,8 @@ ENTITY_COLUMNS = ("entity_id", "world", "title", "text")
 MENTION_FEATURES = datasets.Features({name: datasets.Value("string") for name in MENTION_COLUMNS})
 ENTITY_FEATURES = datasets.Features({name: datasets.Value("string") for name in ENTITY_COLUMNS})
 _SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
+MANIFEST_FILE = "manifest.json"
+LAYOUT = ("mentions", "entities", "counts.json", "README.md", MANIFEST_FILE)
 
 
 def mentions_dataset(rows: Iterable[dict[str, Any]]) -> datasets.Dataset:
@@ -57,11 +62,10 @@ def mentions_dataset(rows: Iterable[dict[str, Any]]) -> datasets.Dataset:
 def entities_dataset(rows: Iterable[dict[str, Any]], batch_size: int = 10_000) -> datasets.Dataset:
     """An entity `Dataset` built with bounded memory: rows are streamed into a memory-mapped Arrow file.
 
-    The file lives in a fresh temporary folder (``$TMPDIR/hard_nce_el_tables``); nothing is held in RAM.
+    The file lives in this process's temporary folder (:func:`table_folder`), deleted when the process exits;
+    nothing is held in RAM.
     """
-    folder = Path(tempfile.gettempdir()) / "hard_nce_el_tables"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"entities-{uuid.uuid4().hex}.arrow"
+    path = table_folder() / f"entities-{uuid.uuid4().hex}.arrow"
     schema = ENTITY_FEATURES.arrow_schema
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         batch: list[dict[str, Any]] = []
@@ -72,6 +76,37 @@ def entities_dataset(rows: Iterable[dict[str, Any]], batch_size: int = 10_000) -
                 batch = []
         writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
     return datasets.Dataset.from_file(str(path))
+
+
+_TABLE_FOLDER: Path | None = None
+_TABLE_PREFIX = "hard_nce_el_tables-"
+
+
+def table_folder() -> Path:
+    """This process's folder for streamed Arrow tables: ``$TMPDIR/hard_nce_el_tables-PID-XXXX``, removed at exit.
+
+    Folders of processes that no longer run (killed before their exit handler) are removed on first use.
+    """
+    global _TABLE_FOLDER
+    if _TABLE_FOLDER is None or not _TABLE_FOLDER.exists():
+        root = Path(tempfile.gettempdir())
+        for stale in root.glob(f"{_TABLE_PREFIX}*"):
+            pid = stale.name.removeprefix(_TABLE_PREFIX).split("-")[0]
+            if pid.isdigit() and not _running(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        _TABLE_FOLDER = Path(tempfile.mkdtemp(prefix=f"{_TABLE_PREFIX}{os.getpid()}-"))
+        atexit.register(shutil.rmtree, _TABLE_FOLDER, True)
+    return _TABLE_FOLDER
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def count_rows(mentions: datasets.DatasetDict, entities: datasets.Dataset) -> dict[str, Any]:
@@ -99,11 +134,180 @@ def processed_data_files(directory: str | Path) -> dict[str, dict[str, list[str]
 
 
 def load_processed(directory: str | Path) -> tuple[datasets.DatasetDict, datasets.Dataset]:
-    """(mentions `DatasetDict` keyed by split, entities `Dataset` of every world) from a processed folder."""
+    """(mentions `DatasetDict` keyed by split, entities `Dataset` of every world) from a processed folder.
+
+    The folder is checked first (:func:`check_processed`): its files must be the ones its manifest lists, with
+    the recorded row counts and ids.
+    """
+    from hf_models.atomic import readable_folder
+
+    directory = readable_folder(directory)
+    check_processed(directory)
     files = processed_data_files(directory)
     mentions = datasets.load_dataset("parquet", data_files=files["mentions"])
     entities = datasets.load_dataset("parquet", data_files=files["entities"], split="train")
     return mentions, entities
+
+
+def check_processed(directory: str | Path) -> None:
+    """The Parquet files agree with ``manifest.json`` (files, row counts, sha256 of the ordered ids) or, in a
+    folder written before manifests, with ``counts.json``. A mismatch raises
+    :class:`~hf_models.atomic.CorruptFolderError` naming the folder and the file."""
+    from hf_models.atomic import CorruptFolderError, ids_checksum, read_json
+
+    directory = Path(directory)
+    present = {p.relative_to(directory).as_posix() for p in directory.glob("*/*.parquet")}
+    if (directory / MANIFEST_FILE).exists():
+        manifest = read_json(directory / MANIFEST_FILE, directory)
+        listed = {}
+        for kind, id_column in (("mentions", "mention_id"), ("entities", "entity_id")):
+            for name, spec in manifest.get(kind, {}).items():
+                listed[spec["file"]] = (name, spec, id_column)
+        for extra in sorted(present - set(listed)):
+            raise CorruptFolderError(
+                f"{directory}: {directory / extra} is not listed in {directory / MANIFEST_FILE} (a stale or "
+                "foreign file): rewrite the dataset or remove the file"
+            )
+        for file, (name, spec, id_column) in listed.items():
+            path = directory / file
+            if file not in present:
+                raise CorruptFolderError(
+                    f"{directory}: {path} ({name!r}) is listed in {directory / MANIFEST_FILE} but missing"
+                )
+            ids = _read_column(path, id_column, directory)
+            if len(ids) != spec["rows"] or ids_checksum(ids) != spec["ids_sha256"]:
+                raise CorruptFolderError(
+                    f"{directory}: {path} has {len(ids)} rows whose {id_column}s do not match "
+                    f"{directory / MANIFEST_FILE} ({spec['rows']} rows and their ids checksum recorded)"
+                )
+        return
+    if not (directory / "counts.json").exists():
+        logger.warning("%s has no %s or counts.json: its files cannot be checked", directory, MANIFEST_FILE)
+        return
+    counts = read_json(directory / "counts.json", directory)  # folders written before manifests
+    expected = {f"mentions/{split}.parquet": sum(c.values()) for split, c in counts["mentions"].items()}
+    expected.update({f"entities/{world}.parquet": n for world, n in counts["entities"].items()})
+    for file in sorted(set(expected) | present):
+        path = directory / file
+        if file not in present or file not in expected:
+            where = "missing" if file not in present else "not listed there"
+            raise CorruptFolderError(
+                f"{directory}: {path} disagrees with {directory / 'counts.json'} ({where})"
+            )
+        rows = _parquet_rows(path, directory)
+        if rows != expected[file]:
+            raise CorruptFolderError(
+                f"{directory}: {path} has {rows} rows, {directory / 'counts.json'} records {expected[file]}"
+            )
+
+
+def _parquet_rows(path: Path, directory: Path) -> int:
+    import pyarrow.parquet as pq
+
+    from hf_models.atomic import CorruptFolderError
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (OSError, pa.ArrowException) as error:
+        raise CorruptFolderError(f"{directory}: {path} is not a readable Parquet file ({error})") from error
+
+
+def _read_column(path: Path, column: str, directory: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    from hf_models.atomic import CorruptFolderError
+
+    try:
+        return pq.read_table(path, columns=[column]).column(column).to_pylist()
+    except (OSError, KeyError, pa.ArrowException) as error:
+        raise CorruptFolderError(f"{directory}: cannot read column {column!r} of {path} ({error})") from error
+
+
+def validate_tables(mentions: datasets.DatasetDict, entities: datasets.Dataset) -> None:
+    """Everything :func:`write_processed` needs before it touches the output folder: names usable as file names,
+    the contract columns, non-empty splits and worlds, unique non-empty ids (mention ids over ALL splits), non-empty
+    titles and texts, and every gold an entity of its mention's world. Errors name the split/world, id and field."""
+    missing = [c for c in ENTITY_COLUMNS if c not in entities.column_names]
+    if missing:
+        raise ValueError(f"entities: missing column(s) {missing}; has {entities.column_names}")
+    if len(entities) == 0:
+        raise ValueError("entities: the entity table is empty")
+    world_of: dict[str, str] = {}
+    columns = (entities["entity_id"], entities["world"], entities["title"], entities["text"])
+    for row, (entity_id, world, title, text) in enumerate(zip(*columns, strict=True)):
+        where = f"entities row {row} (world {world!r}, entity_id {entity_id!r})"
+        _check_id(entity_id, where, "entity_id")
+        if entity_id in world_of:
+            raise ValueError(f"{where}: duplicate entity_id (already in world {world_of[entity_id]!r})")
+        for field_name, value in (("title", title), ("text", text)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{where}: empty {field_name}")
+        world_of[entity_id] = world
+    for world in set(world_of.values()):
+        _check_name(world, "world")
+    if not mentions:
+        raise ValueError("mentions: no split to write")
+    seen: dict[str, str] = {}
+    for split, dataset in mentions.items():
+        _check_name(split, "split")
+        missing = [c for c in MENTION_COLUMNS if c not in dataset.column_names]
+        if missing:
+            raise ValueError(f"split {split!r}: missing column(s) {missing}; has {dataset.column_names}")
+        if len(dataset) == 0:
+            raise ValueError(f"split {split!r} has no mentions (an empty split is not written)")
+        columns = (dataset["mention_id"], dataset["world"], dataset["label_id"])
+        for row, (mention_id, world, label) in enumerate(zip(*columns, strict=True)):
+            where = f"split {split!r} row {row} (mention_id {mention_id!r})"
+            _check_id(mention_id, where, "mention_id")
+            if mention_id in seen:
+                raise ValueError(f"{where}: duplicate mention_id (already in split {seen[mention_id]!r})")
+            seen[mention_id] = split
+            if world_of.get(label) != world:
+                found = world_of.get(label)
+                detail = "is not an entity" if found is None else f"is an entity of world {found!r}"
+                raise ValueError(
+                    f"{where}: label_id {label!r} {detail}, not of the mention's world {world!r}"
+                )
+
+
+def _check_id(value: Any, where: str, field_name: str) -> None:
+    if not isinstance(value, str) or not value.strip() or value == "None":
+        raise ValueError(f"{where}: {field_name} must be a non-empty string, got {value!r}")
+
+
+def _dataset_name(directory: Path) -> str | None:
+    """The name of the processed dataset in ``directory`` (manifest, else the card's pretty_name), or None."""
+    if (directory / MANIFEST_FILE).exists():
+        try:
+            return str(json.loads((directory / MANIFEST_FILE).read_text())["dataset"])
+        except (ValueError, KeyError):
+            return None
+    card = directory / "README.md"
+    if card.exists() and (directory / "counts.json").exists():
+        match = re.search(r"^pretty_name: (.*)$", card.read_text(errors="replace"), re.MULTILINE)
+        return match.group(1).strip() if match else None
+    return None
+
+
+def check_replaceable(output_dir: Path, pretty_name: str, overwrite: bool) -> None:
+    """Refuse (unless ``overwrite``) to replace a folder holding another dataset or files that are no dataset."""
+    if overwrite or not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise FileExistsError(f"--output_dir {output_dir} is a file")
+    if not any(output_dir.iterdir()):
+        return
+    name = _dataset_name(output_dir)
+    if name is None:
+        raise FileExistsError(
+            f"--output_dir {output_dir} is not empty and holds no processed dataset: refusing to replace it "
+            "(pass --overwrite / overwrite=True to replace it)"
+        )
+    if name != pretty_name:
+        raise FileExistsError(
+            f"--output_dir {output_dir} holds the dataset {name!r}, not {pretty_name!r}: refusing to replace "
+            "it (pass --overwrite / overwrite=True to replace it)"
+        )
 
 
 def write_processed(
@@ -112,31 +316,55 @@ def write_processed(
     output_dir: str | Path,
     card: str | None = None,
     pretty_name: str = "Entity linking tables",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Write the Parquet layout + counts.json + README.md card; returns the counts."""
+    """Validate the tables, then write the Parquet layout + counts.json + manifest.json + README.md card.
+
+    Nothing is written before every check passed (:func:`validate_tables`); the folder is replaced atomically
+    (:func:`~hf_models.atomic.atomic_folder`: a failure or a kill leaves the previous version), and files of the
+    previous version that are not part of the layout (licences, attribution) are carried over. A folder holding
+    another dataset (another ``pretty_name``) or non-dataset files is replaced only with ``overwrite``.
+    Returns the counts.
+    """
+    from hf_models.atomic import atomic_folder, fault_point, ids_checksum
+
     output_dir = Path(output_dir)
-    for sub in ("mentions", "entities"):
-        (output_dir / sub).mkdir(parents=True, exist_ok=True)
-        for stale in (output_dir / sub).glob("*.parquet"):
-            stale.unlink()
-    for split, dataset in mentions.items():
-        _check_name(split, "split")
-        dataset.to_parquet(str(output_dir / "mentions" / f"{split}.parquet"))
-    worlds = entities.unique("world")
-    for world in sorted(worlds):
-        _check_name(world, "world")
-        rows = [i for i, w in enumerate(entities["world"]) if w == world] if len(worlds) > 1 else None
-        subset = entities.select(rows) if rows is not None else entities
-        subset.to_parquet(str(output_dir / "entities" / f"{world}.parquet"))
+    check_replaceable(output_dir, pretty_name, overwrite)
+    validate_tables(mentions, entities)
     counts = count_rows(mentions, entities)
-    (output_dir / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
-    (output_dir / "README.md").write_text(dataset_card(counts, pretty_name=pretty_name, body=card or ""))
+    manifest: dict[str, Any] = {"format": 1, "dataset": pretty_name, "mentions": {}, "entities": {}}
+    with atomic_folder(output_dir) as folder:
+        for sub in ("mentions", "entities"):
+            (folder / sub).mkdir()
+        for split, dataset in mentions.items():
+            file = f"mentions/{split}.parquet"
+            dataset.to_parquet(str(folder / file))
+            ids = dataset["mention_id"]
+            manifest["mentions"][split] = {"file": file, "rows": len(ids), "ids_sha256": ids_checksum(ids)}
+            fault_point("processed:after_split")
+        worlds = sorted(counts["entities"])
+        world_column = entities["world"]
+        for world in worlds:
+            rows = [i for i, w in enumerate(world_column) if w == world] if len(worlds) > 1 else None
+            subset = entities.select(rows) if rows is not None else entities
+            file = f"entities/{world}.parquet"
+            subset.to_parquet(str(folder / file))
+            ids = subset["entity_id"]
+            manifest["entities"][world] = {"file": file, "rows": len(ids), "ids_sha256": ids_checksum(ids)}
+        (folder / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
+        (folder / "README.md").write_text(dataset_card(counts, pretty_name=pretty_name, body=card or ""))
+        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if output_dir.is_dir():
+            for path in output_dir.iterdir():
+                if path.name not in LAYOUT and not (folder / path.name).exists():
+                    copy = shutil.copytree if path.is_dir() else shutil.copy2
+                    copy(path, folder / path.name)
     logger.info("wrote %s (%s)", output_dir, counts_summary(counts))
     return counts
 
 
 def _check_name(name: str, kind: str) -> None:
-    if not _SPLIT_NAME.match(name):
+    if not isinstance(name, str) or not _SPLIT_NAME.match(name):
         raise ValueError(
             f"{kind} name {name!r} must match {_SPLIT_NAME.pattern} (it becomes a file/split name)"
         )

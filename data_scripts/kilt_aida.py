@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .io import entities_dataset, mentions_dataset
 from .validation import (
+    BAD_FIELD,
     GOLD_MISSING,
     MALFORMED_JSON,
     MISSING_MARKERS,
@@ -35,13 +36,17 @@ from .validation import (
     ProblemLog,
     check_entities,
     check_mentions,
+    decode_line,
+    id_field,
     read_jsonl,
+    text_field,
 )
 
 logger = logging.getLogger(__name__)
 
 WORLD = "wikipedia"
 START, END = "[START_ENT]", "[END_ENT]"
+META = ("left_context", "mention", "right_context")
 _WIKIPEDIA_ID = re.compile(r'"wikipedia_id"\s*:\s*"?(\d+)"?')
 
 
@@ -66,10 +71,26 @@ def iter_kilt_mentions(path: Path, split: str, problems: ProblemLog) -> Iterator
     """`(where, mention_row)` for a KILT entity-linking jsonl file."""
     for line, record in read_jsonl(path, problems):
         where = f"{path}:{line}"
+        mention_id = id_field(record, "id", where, problems) if "id" in record else f"{split}-{line}"
+        if mention_id is None:
+            continue
         meta = record.get("meta") or {}
-        parts = split_markers(record.get("input", ""))
+        text = text_field(record, "input", where, problems) if "input" in record else ""
+        if text is None:
+            continue
+        if text.count(START) > 1:
+            problems.report(
+                MISSING_MARKERS, f"{where}: id {mention_id!r} marks {text.count(START)} spans; expected one"
+            )
+            continue
+        parts = split_markers(text)
         if parts is None and "mention" in meta:
-            parts = (meta.get("left_context", ""), meta["mention"], meta.get("right_context", ""))
+            fields = [
+                text_field(meta, name, f"{where} meta", problems) if name in meta else "" for name in META
+            ]
+            if None in fields:
+                continue
+            parts = (fields[0], fields[1], fields[2])
         if parts is None:
             problems.report(
                 MISSING_MARKERS, f"{where}: id {record.get('id')!r} has no {START}/{END} markers or meta"
@@ -82,7 +103,7 @@ def iter_kilt_mentions(path: Path, split: str, problems: ProblemLog) -> Iterator
         yield (
             where,
             {
-                "mention_id": str(record.get("id", f"{split}-{line}")),
+                "mention_id": mention_id,
                 "world": WORLD,
                 "left_context": parts[0],
                 "mention": parts[1],
@@ -123,10 +144,13 @@ def iter_pages(
     """
     remaining = set(keep_ids) if keep_ids is not None else None
     kept = 0
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(
             tqdm(handle, desc=f"pages {path.name}", unit=" pages", mininterval=5)
         ):
+            line = decode_line(raw, f"{path}:{line_number + 1}", problems)
+            if line is None:
+                continue
             if remaining is not None:
                 match = _WIKIPEDIA_ID.search(line)
                 if match is None or match.group(1) not in remaining:
@@ -137,10 +161,22 @@ def iter_pages(
             except json.JSONDecodeError as error:
                 problems.report(MALFORMED_JSON, f"{where}: malformed JSON ({error.msg})")
                 continue
-            page_id = str(page.get("wikipedia_id", ""))
+            if not isinstance(page, dict):
+                problems.report(MALFORMED_JSON, f"{where}: expected a JSON object")
+                continue
+            page_id = id_field(page, "wikipedia_id", where, problems)
+            if page_id is None:
+                continue
             if remaining is not None:
                 remaining.discard(page_id)
-            text = page.get("text") or []
+            text = page.get("text")
+            if not isinstance(text, list) or not all(isinstance(p, str) for p in text):
+                problems.report(
+                    BAD_FIELD,
+                    f"{where}: page {page_id!r}: field 'text' must be a list of paragraph strings, "
+                    f"got {type(text).__name__}",
+                )
+                continue
             yield (
                 where,
                 {
@@ -191,10 +227,15 @@ def read_kilt_aida(
     index = EntityIndex()
     pages = iter_pages(Path(knowledge_source), problems, keep, max_pages, description_chars)
     entities = entities_dataset(check_entities(pages, problems, index))
+    seen: set[str] = set()  # mention ids are unique over all splits
     mentions = {
-        split: mentions_dataset(check_mentions(_located(rows, mention_files[split]), index, problems))
+        split: mentions_dataset(check_mentions(_located(rows, mention_files[split]), index, problems, seen))
         for split, rows in raw.items()
     }
+    for split, dataset in mentions.items():
+        if len(dataset) == 0:
+            path = mention_files[split]
+            logger.warning("%s: no valid mention in split %r (empty file or all skipped)", path, split)
     problems.log_summary("KILT AIDA")
     return datasets.DatasetDict(mentions), entities
 
@@ -224,6 +265,11 @@ def main(argv: list[str] | None = None) -> None:
     add_common_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
+    malformed = [item for item in args.mention_files if "=" not in item or not item.split("=", 1)[0]]
+    if malformed:
+        parser.error(
+            f"--mention_files {malformed[0]!r}: expected SPLIT=PATH (e.g. train=aidayago2-train-kilt.jsonl)"
+        )
     files = dict(item.split("=", 1) for item in args.mention_files)
     mentions, entities = read_kilt_aida(
         files,

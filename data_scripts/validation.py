@@ -29,6 +29,9 @@ DUPLICATE_MENTION = "duplicate_mention_id"
 EMPTY_ENTITY_TEXT = "empty_entity_text"
 WORLD_WITHOUT_ENTITIES = "world_without_entities"
 MISSING_MARKERS = "missing_mention_markers"
+BAD_FIELD = "bad_field_value"
+EMPTY_TITLE = "empty_entity_title"
+EMPTY_SPLIT = "empty_split"
 
 
 class InvalidDataError(ValueError):
@@ -66,10 +69,13 @@ class ProblemLog:
 
 
 def read_jsonl(path: str | Path, problems: ProblemLog) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Stream `(line_number, object)` from a JSON-lines file (1-based line numbers, blank lines ignored)."""
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
+    """Stream `(line_number, object)` from a JSON-lines file (1-based line numbers, blank lines ignored).
+
+    A line that is not UTF-8 or not a JSON object is reported with the file and line."""
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            line = decode_line(raw, f"{path}:{line_number}", problems)
+            if line is None or not line.strip():
                 continue
             try:
                 record = json.loads(line)
@@ -80,6 +86,51 @@ def read_jsonl(path: str | Path, problems: ProblemLog) -> Iterator[tuple[int, di
                 problems.report(MALFORMED_JSON, f"{path}:{line_number}: expected a JSON object")
                 continue
             yield line_number, record
+
+
+def decode_line(raw: bytes, where: str, problems: ProblemLog) -> str | None:
+    """UTF-8 text of one line, or None after reporting the byte offset of the first invalid byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        problems.report(
+            MALFORMED_JSON,
+            f"{where}: not UTF-8 (invalid byte {raw[error.start]:#04x} at column {error.start + 1})",
+        )
+        return None
+
+
+def id_field(record: dict[str, Any], name: str, where: str, problems: ProblemLog) -> str | None:
+    """A record's id field as a string: a non-empty string or an integer; null, "", floats, lists are reported."""
+    value = record.get(name)
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        problems.report(
+            BAD_FIELD, f"{where}: field {name!r} must be a non-empty string or integer id, got {value!r}"
+        )
+        return None
+    return str(value)
+
+
+def text_field(record: dict[str, Any], name: str, where: str, problems: ProblemLog) -> str | None:
+    """A record's text field: must be a string (null, numbers, lists are reported)."""
+    value = record.get(name)
+    if not isinstance(value, str):
+        problems.report(
+            BAD_FIELD, f"{where}: field {name!r} must be a string, got {type(value).__name__} {value!r:.60}"
+        )
+        return None
+    return value
+
+
+def int_field(record: dict[str, Any], name: str, where: str, problems: ProblemLog) -> int | None:
+    """A record's integer field: an integer or a string of digits (floats such as 3.7 or 3.0 are reported)."""
+    value = record.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    problems.report(BAD_FIELD, f"{where}: field {name!r} must be an integer, got {value!r}")
+    return None
 
 
 def require_fields(record: dict[str, Any], fields: Iterable[str], where: str, problems: ProblemLog) -> bool:
@@ -139,6 +190,9 @@ def check_entities(
             continue
         if not str(row.get("text") or "").strip():
             problems.report(EMPTY_ENTITY_TEXT, f"{where}: entity {entity_id!r} has empty text")
+            continue
+        if not str(row.get("title") or "").strip():
+            problems.report(EMPTY_TITLE, f"{where}: entity {entity_id!r} has an empty title")
             continue
         index.world_of[entity_id] = row["world"]
         yield row

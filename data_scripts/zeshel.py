@@ -28,8 +28,11 @@ from .validation import (
     check_entities,
     check_mentions,
     check_span,
+    id_field,
+    int_field,
     read_jsonl,
     require_fields,
+    text_field,
 )
 
 logger = logging.getLogger(__name__)
@@ -52,16 +55,13 @@ def iter_documents(documents_dir: Path, problems: ProblemLog) -> Iterator[tuple[
         world = path.stem
         for line, record in tqdm(read_jsonl(path, problems), desc=f"documents/{path.name}", leave=False):
             where = f"{path}:{line}"
-            if require_fields(record, DOCUMENT_FIELDS, where, problems):
-                yield (
-                    where,
-                    {
-                        "entity_id": str(record["document_id"]),
-                        "world": world,
-                        "title": record["title"],
-                        "text": record["text"],
-                    },
-                )
+            if not require_fields(record, DOCUMENT_FIELDS, where, problems):
+                continue
+            entity_id = id_field(record, "document_id", where, problems)
+            title = text_field(record, "title", where, problems) if entity_id is not None else None
+            text = text_field(record, "text", where, problems) if title is not None else None
+            if text is not None:
+                yield where, {"entity_id": entity_id, "world": world, "title": title, "text": text}
 
 
 def span_row(tokens: list[str], start: int, end: int, context_window: int | None) -> tuple[str, str, str]:
@@ -84,7 +84,13 @@ def iter_mentions(
         where = f"{path}:{line}"
         if not require_fields(record, MENTION_FIELDS, where, problems):
             continue
-        document_id = str(record["context_document_id"])
+        mention_id = id_field(record, "mention_id", where, problems)
+        label = id_field(record, "label_document_id", where, problems) if mention_id is not None else None
+        document_id = id_field(record, "context_document_id", where, problems) if label is not None else None
+        start = int_field(record, "start_index", where, problems) if document_id is not None else None
+        end = int_field(record, "end_index", where, problems) if start is not None else None
+        if end is None:
+            continue
         if document_id not in texts:
             problems.report(
                 CONTEXT_DOCUMENT_MISSING,
@@ -93,19 +99,18 @@ def iter_mentions(
             continue
         if document_id not in tokens_of:
             tokens_of = {document_id: texts[document_id].split()}  # mentions of a document are contiguous
-        start, end = int(record["start_index"]), int(record["end_index"])
         if not check_span(tokens_of[document_id], start, end, record.get("text"), where, problems):
             continue
         left, mention, right = span_row(tokens_of[document_id], start, end, context_window)
         yield (
             where,
             {
-                "mention_id": str(record["mention_id"]),
+                "mention_id": mention_id,
                 "world": record["corpus"],
                 "left_context": left,
                 "mention": mention,
                 "right_context": right,
-                "label_id": str(record["label_document_id"]),
+                "label_id": label,
                 "category": record.get("category") or "",
                 "split": split,
             },
@@ -114,14 +119,16 @@ def iter_mentions(
 
 def read_zeshel(
     zeshel_dir: str | Path,
-    splits: tuple[str, ...] = SPLITS,
+    splits: tuple[str, ...] | None = None,
     skip_invalid: bool = False,
     context_window: int | None = 256,
 ) -> tuple[datasets.DatasetDict, datasets.Dataset]:
     """(mentions per split, entities of every world) from a Zeshel release folder.
 
     Raises :class:`~data_scripts.validation.InvalidDataError` on the first invalid record unless
-    `skip_invalid`, in which case invalid records are counted per reason, logged, and skipped.
+    `skip_invalid`, in which case invalid records are counted per reason, logged, and skipped. ``splits=None``
+    reads those of :data:`SPLITS` that exist; splits named explicitly must exist. A split without one valid
+    mention is logged (and refused by :func:`~data_scripts.io.write_processed`). Mention ids must be unique over all splits.
     """
     root = Path(zeshel_dir)
     if not (root / "documents").is_dir() or not (root / "mentions").is_dir():
@@ -141,13 +148,19 @@ def read_zeshel(
         remember(check_entities(iter_documents(root / "documents", problems), problems, index))
     )
     mentions = {}
-    for split in splits:
+    seen: set[str] = set()
+    for split in splits or SPLITS:
         path = root / "mentions" / f"{split}.json"
-        if path.exists():
-            rows = iter_mentions(path, split, texts, problems, context_window)
-            mentions[split] = mentions_dataset(check_mentions(rows, index, problems))
+        if not path.exists():
+            if splits:
+                raise FileNotFoundError(f"{path}: no such split file (--splits names {split!r})")
+            continue
+        rows = iter_mentions(path, split, texts, problems, context_window)
+        mentions[split] = mentions_dataset(check_mentions(rows, index, problems, seen))
+        if len(mentions[split]) == 0:
+            logger.warning("%s: no valid mention in split %r (empty file or all skipped)", path, split)
     if not mentions:
-        raise FileNotFoundError(f"{root / 'mentions'}: none of {list(splits)} found")
+        raise FileNotFoundError(f"{root / 'mentions'}: none of {list(splits or SPLITS)} found")
     problems.log_summary(str(root))
     return datasets.DatasetDict(mentions), entities
 
@@ -164,7 +177,12 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--zeshel_dir", required=True, help="Folder with documents/ and mentions/.")
-    parser.add_argument("--splits", nargs="+", default=list(SPLITS))
+    parser.add_argument(
+        "--splits",
+        nargs="+",
+        default=None,
+        help=f"Splits to read (each must exist); default: those of {SPLITS}.",
+    )
     parser.add_argument(
         "--context_window", type=int, default=256, help="Whitespace tokens per side (0 = all)."
     )
@@ -172,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     mentions, entities = read_zeshel(
-        args.zeshel_dir, tuple(args.splits), args.skip_invalid, args.context_window
+        args.zeshel_dir, tuple(args.splits) if args.splits else None, args.skip_invalid, args.context_window
     )
     finish(
         args, mentions, entities, CARD.format(window=args.context_window or "all"), "Zeshel entity linking"
