@@ -1,9 +1,9 @@
 """Export a dual-encoder retriever as a sentence-transformers model (a query/document :class:`Router`).
 
     from hf_models.st_export import export_sentence_transformer, mention_text, entity_text
-    export_sentence_transformer("out/dual", "out/dual-st")
+    export_sentence_transformer("out/dual", "out/dual-st")  # markers and max_length read from the model's config
     model = SentenceTransformer("out/dual-st")
-    q = model.encode_query([mention_text("He met", "the Doctor", "on Gallifrey.", model.tokenizer)])
+    q = model.encode_query([mention_text("He met", "the Doctor", "on Gallifrey.", model.tokenizer, model.max_seq_length)])
     d = model.encode_document([entity_text("The Doctor", "The Doctor is a Time Lord ...")])
     model.similarity(q, d)  # dot products = the retriever's scores E_1(x)^T F_1(y)
 
@@ -12,9 +12,12 @@ The ``"query"`` route is the mention encoder E, the ``"document"`` route the ent
 equal the retriever's when the text is what the retriever saw between ``[CLS]`` and ``[SEP]``:
 
 * mentions: ``left [unused0] mention [unused1] right`` CUT TO THE PAPER'S WINDOW (the context budget split around
-  the mention, :func:`data_scripts.featurize.mention_ids`) -- sentence-transformers only truncates on the right, so
-  build the text with :func:`mention_text`;
+  the mention, :func:`hf_models.input_format.window_mention`) -- sentence-transformers only truncates on the right,
+  so build the text with :func:`mention_text`;
 * entities: ``title [unused2] text`` (:func:`entity_text`); right truncation at ``max_length`` is the paper's.
+
+The markers (special tokens of the exported tokenizer) and ``max_length`` (``max_seq_length`` of both routes) are
+the ones recorded in the retriever's config (:class:`hf_models.input_format.InputFormat`).
 
 Only ``dual`` is exported: multi-m's entity side is m vectors per entity (max-reduced at search time) and som's
 is every token, which a single-vector sentence-transformers pipeline cannot represent.
@@ -28,25 +31,33 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from data_scripts.featurize import DEFAULT_MARKERS, marker_ids, mention_ids, prepare_tokenizer
-
 from .entity_index import _is_dot_product
+from .input_format import DEFAULT_MARKERS, InputFormat, window_mention
 from .modeling_retriever import RetrieverModel
 
 logger = logging.getLogger(__name__)
 
 
-def mention_text(left: str, mention: str, right: str, tokenizer, max_length: int = 128) -> str:
+def mention_text(
+    left: str,
+    mention: str,
+    right: str,
+    tokenizer,
+    max_length: int,
+    input_format: InputFormat | None = None,
+) -> str:
     """The mention input as text, in the paper's window: ``left [unused0] mention [unused1] right`` (no [CLS]/[SEP]).
 
-    The window is :func:`data_scripts.featurize.mention_ids`'s, decoded back to text (wordpieces rejoined), so a
+    The window is :func:`hf_models.input_format.window_mention`'s, decoded back to text (wordpieces rejoined), so a
     sentence-transformers tokenizer re-tokenizes it to the same ids the retriever was given -- except when the
     window's left edge cuts a word: the retriever then saw a continuation piece (``##xx``) that no text can
-    produce, and it is dropped here (the vectors then differ slightly from ``encode_mentions``').
+    produce, and it is dropped here (the vectors then differ slightly from ``encode_mentions``'). ``max_length`` is
+    the exported model's ``max_seq_length``; ``input_format`` its markers (default: ``[unused0..2]``).
     """
-    prepare_tokenizer(tokenizer)
+    fmt = input_format or InputFormat()
+    fmt.prepare_tokenizer(tokenizer)
     pieces = tokenizer([left, mention, right], add_special_tokens=False)["input_ids"]
-    ids = mention_ids(*pieces, marker_ids(tokenizer), max_length)[1:-1]  # drop [CLS] / [SEP]
+    ids = window_mention(*pieces, fmt.marker_ids(tokenizer), max_length)[1:-1]  # drop [CLS] / [SEP]
     tokens = tokenizer.convert_ids_to_tokens(ids)
     first = next(i for i, token in enumerate(tokens) if not token.startswith("##"))
     return tokenizer.decode(ids[first:], skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -71,7 +82,7 @@ def export_sentence_transformer(
     retriever: str | Path | RetrieverModel,
     output_dir: str | Path,
     tokenizer=None,
-    max_length: int = 128,
+    max_length: int | None = None,
 ) -> Path:
     """Write a ``SentenceTransformer`` folder whose query/document routes are the retriever's mention/entity towers.
 
@@ -79,7 +90,8 @@ def export_sentence_transformer(
         retriever: a dual retriever or its folder (the tokenizer is then read from the folder).
         output_dir: where the sentence-transformers model is saved.
         tokenizer: the retriever's tokenizer (needed when ``retriever`` is a model object).
-        max_length: the input length the retriever was trained with (``max_seq_length`` of both routes).
+        max_length: ``max_seq_length`` of both routes; None = the ``max_length`` recorded in the retriever's config
+            (an error when none is recorded). A value different from the recorded one is an explicit override.
     """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Router, Transformer
@@ -93,7 +105,21 @@ def export_sentence_transformer(
     if tokenizer is None:
         raise ValueError("pass the retriever's tokenizer when exporting a model object")
     check_exportable(retriever)
-    prepare_tokenizer(tokenizer)  # the markers are special tokens: never split or lower-cased
+    fmt = InputFormat.from_config(retriever.config)
+    if max_length is None:
+        if fmt.max_length is None:
+            raise ValueError(
+                "max_length: the retriever's config records no input length; pass max_length= (its training length)"
+            )
+        max_length = fmt.max_length
+    elif fmt.max_length is not None and max_length != fmt.max_length:
+        logger.warning(
+            "max_length=%d overrides the length the retriever was trained with (%d)",
+            max_length,
+            fmt.max_length,
+        )
+    fmt.prepare_tokenizer(tokenizer)  # the markers are special tokens: never split or lower-cased
+    fmt.marker_ids(tokenizer)  # each marker must be one token of this tokenizer
     routes = {}
     with tempfile.TemporaryDirectory() as scratch:
         for route, encoder in (("query", retriever.mention_encoder), ("document", retriever.entity_encoder)):

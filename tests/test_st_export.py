@@ -73,3 +73,23 @@ def test_multi_vector_export_is_refused(tiny_bert_dir, tmp_path):
     folder = save_retriever(MultiVectorModel, tiny_bert_dir, tmp_path / "multi", m=4)
     with pytest.raises(ValueError, match="only dual retrievers export"):
         export_sentence_transformer(folder, tmp_path / "st")
+
+
+def test_export_reads_the_recorded_input_format(tiny_bert_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from hf_models import DualEncoderModel
+
+    folder = save_retriever(DualEncoderModel, tiny_bert_dir, tmp_path / "dual")
+    with pytest.raises(ValueError, match="records no input length"):
+        export_sentence_transformer(folder, tmp_path / "st-unknown")
+    model = DualEncoderModel.from_pretrained(folder)
+    model.config.max_length = 40
+    model.save_pretrained(folder)
+    export_sentence_transformer(folder, tmp_path / "st")
+    st = SentenceTransformer(str(tmp_path / "st"), device="cpu")
+    assert st.max_seq_length == 40
+    ids = st.tokenizer("a [unused0] b [unused1] c [unused2] d", add_special_tokens=False)["input_ids"]
+    assert [ids[1], ids[3], ids[5]] == st.tokenizer.convert_tokens_to_ids(
+        ["[unused0]", "[unused1]", "[unused2]"]
+    )
