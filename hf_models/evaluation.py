@@ -234,3 +234,58 @@ def qualitative_report(
             lines.append(f"| {rank + 1} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- whole pipeline (raw text in)
+def _prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
+    precision = 100.0 * correct / predicted if predicted else 0.0
+    recall = 100.0 * correct / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "num_gold": float(gold),
+        "num_predicted": float(predicted),
+        "num_correct": float(correct),
+    }
+
+
+def mention_detection_metrics(
+    gold: Sequence[Sequence[tuple[int, int]]], predicted: Sequence[Sequence[tuple[int, int]]]
+) -> dict[str, float]:
+    """Strict-span mention detection precision / recall / F1 (percent), micro-averaged over documents.
+
+    ``gold[d]`` and ``predicted[d]`` are document d's (start, end) character spans; a predicted span is right only
+    when both offsets equal a gold span's.
+    """
+    if len(gold) != len(predicted):
+        raise ValueError(f"gold ({len(gold)}) and predicted ({len(predicted)}) documents differ in number")
+    correct = n_gold = n_predicted = 0
+    for gold_spans, predicted_spans in zip(gold, predicted, strict=True):
+        gold_set = {(int(s), int(e)) for s, e in gold_spans}
+        predicted_set = {(int(s), int(e)) for s, e in predicted_spans}
+        correct += len(gold_set & predicted_set)
+        n_gold += len(gold_set)
+        n_predicted += len(predicted_set)
+    return _prf(correct, n_predicted, n_gold)
+
+
+def end_to_end_linking_metrics(
+    gold: Sequence[Sequence[tuple[int, int, str]]], predicted: Sequence[Sequence[tuple[int, int, str | None]]]
+) -> dict[str, float]:
+    """End-to-end linking precision / recall / F1 (percent): a prediction is right when its span is exactly a gold
+    span AND its entity is that span's gold entity. Predictions linked to NIL (entity None) are not predictions.
+    """
+    if len(gold) != len(predicted):
+        raise ValueError(f"gold ({len(gold)}) and predicted ({len(predicted)}) documents differ in number")
+    correct = n_gold = n_predicted = 0
+    for gold_links, predicted_links in zip(gold, predicted, strict=True):
+        gold_set = {(int(s), int(e), str(entity)) for s, e, entity in gold_links}
+        predicted_set = {
+            (int(s), int(e), str(entity)) for s, e, entity in predicted_links if entity is not None
+        }
+        correct += len(gold_set & predicted_set)
+        n_gold += len(gold_set)
+        n_predicted += len(predicted_set)
+    return _prf(correct, n_predicted, n_gold)
