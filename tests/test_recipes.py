@@ -79,7 +79,10 @@ def test_evaluate_module_loads_offline():
 @pytest.mark.parametrize(
     "config",
     sorted(
-        p.name for p in (REPO_ROOT / "recipes" / "configs").glob("*.yaml") if not p.stem.startswith("bias")
+        p.name
+        for p in (REPO_ROOT / "recipes" / "configs").glob("*.yaml")
+        # bias*: own dataclasses; mention_detector: tests/test_mention_detector.py runs it
+        if not p.stem.startswith("bias") and p.stem != "mention_detector"
     ),
 )
 def test_every_training_config_parses(config):

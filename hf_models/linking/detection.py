@@ -211,15 +211,24 @@ def tokenize_windows(
     count = encoded["input_ids"].shape[0]
     start_mask = torch.zeros(count, max_length, dtype=torch.bool)
     end_mask = torch.zeros(count, max_length, dtype=torch.bool)
+    mapping = encoded.get("overflow_to_sample_mapping")
+    text_index = mapping if mapping is not None else torch.arange(count)
     for window in range(count):
-        words = encoded.word_ids(window)
+        words, text = encoded.word_ids(window), texts[int(text_index[window])]
+        offsets = encoded["offset_mapping"][window].tolist()
         for t, word in enumerate(words):
             if word is None:
                 continue
-            start_mask[window, t] = t == 0 or words[t - 1] != word
-            end_mask[window, t] = t + 1 == len(words) or words[t + 1] != word
-    mapping = encoded.get("overflow_to_sample_mapping")
-    text_index = mapping if mapping is not None else torch.arange(count)
+            first, last = offsets[t]
+            # a window cut inside a word: its first/last piece continues a word of the text
+            cut_before = first > 0 and _is_word_char(text[first - 1]) and _is_word_char(text[first])
+            cut_after = last < len(text) and _is_word_char(text[last]) and _is_word_char(text[last - 1])
+            start_mask[window, t] = (t == 0 or words[t - 1] != word) and not (
+                words[t - 1] is None and cut_before
+            )
+            end_mask[window, t] = (t + 1 == len(words) or words[t + 1] != word) and not (
+                (t + 1 == len(words) or words[t + 1] is None) and cut_after
+            )
     return {
         "input_ids": encoded["input_ids"],
         "attention_mask": encoded["attention_mask"],
