@@ -1,25 +1,42 @@
-"""Negative mining over world-local candidates, sharded across processes, identical for any process count.
+"""Negative mining: exact streaming draws from the training pool (or each mention's world), any process count.
 
-The mentions of each world are cut into fixed chunks (independent of the number of processes); chunk c is
-handled by process c mod N and sampled with a generator seeded by (seed, epoch, c). The per-chunk results are
-gathered, so a run with N processes draws exactly the negatives of a 1-process run with the same seed.
+Every epoch, for each pool (``training``: one pool with every entity of every training world, the paper's
+setting, Sections 6.2-6.3; ``world``: one pool per world with that world's entities), each of the N processes
+encodes its contiguous 1/N shard of the pool's entities into a host-memory store (the index's store dtype,
+pinned when CUDA is present). The mentions are cut into fixed chunks (independent of N); for each chunk every
+process encodes 1/N of its mentions (gathered), streams its entity shard through the device
+(:func:`~hf_models.streaming.stream_partial`), and the partial top-(K-1) lists of the processes are gathered and
+merged. All random numbers are keyed by (seed, epoch, mention id, entity id / counter), so the negatives are
+exactly those of the full-row sampler (``samplers.sample_negatives`` with a ``KeyedNoise``) for any chunk
+size and any number of processes (tested with 2 gloo processes).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
-from .entity_index import EntityIndex, map_chunks_sharded
-from .samplers import sample_negatives
+from .entity_index import EntityIndex, gather_rows, shard_bounds
+from .keyed_noise import KeyedNoise, string_keys
+from .samplers import (
+    combine_hard_and_random,
+    mixture_log_probs,
+    num_random_draws,
+    random_order_draws,
+)
+from .scoring import Representation
+from .streaming import PartialDraw, merge_partials, pin_if_cuda, stream_partial
 from .tables import EntityTable, MentionTable
 
 logger = logging.getLogger(__name__)
 
 SCORED_STRATEGIES = ("hard", "mixed", "topk")
 STRATEGIES = ("random",) + SCORED_STRATEGIES
+POOLS = ("training", "world")
 
 
 @dataclass
@@ -38,30 +55,39 @@ class MinedNegatives:
         return cls(epoch=int(state["epoch"]), ids=state["ids"], log_probs=state["log_probs"])
 
 
-def chunk_seed(seed: int, epoch: int, chunk: int) -> int:
-    """A deterministic 63-bit seed for one (epoch, chunk) of mining."""
-    return (seed * 1_000_003 + epoch * 7_919 + chunk * 104_729) % (2**63 - 1)
+@dataclass
+class Pool:
+    """The candidate entities of some mentions: global entity rows [P] and the mention indices [n]."""
+
+    name: str
+    entity_rows: torch.Tensor
+    mention_indices: torch.Tensor
 
 
-def mention_chunks(mentions: MentionTable, chunk_size: int) -> list[tuple[str, torch.Tensor]]:
-    """Fixed (world, mention indices) chunks in a process-independent order."""
-    chunks = []
-    for world, indices in mentions.indices_by_world().items():
-        chunks.extend((world, indices[s : s + chunk_size]) for s in range(0, len(indices), chunk_size))
-    return chunks
+def negative_pools(mentions: MentionTable, entities: EntityTable, pool: str) -> list[Pool]:
+    """``training``: one pool of every entity of the training mentions' worlds (sorted); ``world``: one per world."""
+    if pool not in POOLS:
+        raise ValueError(f"negative_pool must be one of {POOLS}, got {pool!r}")
+    by_world = mentions.indices_by_world()  # sorted worlds
+    if pool == "world":
+        return [Pool(w, entities.rows_by_world[w], idx) for w, idx in by_world.items()]
+    rows = torch.cat([entities.rows_by_world[w] for w in by_world])
+    return [Pool("training", rows, torch.arange(len(mentions)))]
 
 
 class NegativeMiner:
-    """Draw K-1 negatives per training mention from its OWN world's entities with the current model.
+    """Draw K-1 negatives per training mention from its pool's entities with the current model.
 
     Args:
-        index: the EntityIndex wrapping the model being trained (re-encoded at every `mine` call).
+        index: the EntityIndex wrapping the model being trained (its model, accelerator, encoder batch size,
+            encode dtype, store dtype and entity chunk size are used).
         mentions / entities: the training tables.
-        strategy: "random" (uniform over the world's entities, gold excluded), "hard" (eq. 8), "mixed", "topk".
+        strategy: "random" (uniform over the pool, gold excluded), "hard" (eq. 8), "mixed", "topk".
         num_negatives: K-1.
         hard_fraction: share of hard negatives for "mixed" (p / 100).
-        seed: base seed; negatives depend only on (seed, epoch, model), never on the number of processes.
-        chunk_size: mentions scored per chunk (bounds memory at chunk_size x world size scores).
+        seed: base seed; negatives depend only on (seed, epoch, model), never on chunking or process count.
+        chunk_size: mentions per chunk (device memory: chunk_size x entity chunk scores).
+        pool: "training" (all entities of all training worlds; Section 6.3) or "world" (the mention's world).
     """
 
     def __init__(
@@ -75,6 +101,7 @@ class NegativeMiner:
         hard_fraction: float = 0.5,
         seed: int = 0,
         chunk_size: int = 256,
+        pool: str = "world",
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"negatives must be one of {STRATEGIES}, got {strategy!r}")
@@ -86,55 +113,171 @@ class NegativeMiner:
         self.hard_fraction = hard_fraction
         self.seed = seed
         self.chunk_size = chunk_size
-        self._local_gold = self._world_local_gold()
+        self.pool = pool
+        self.pools = negative_pools(mentions, entities, pool)
+        for p in self.pools:
+            if len(p.entity_rows) - 1 < num_negatives:
+                raise ValueError(
+                    f"negative pool {p.name!r} has {len(p.entity_rows)} entities: cannot draw {num_negatives} "
+                    f"distinct non-gold negatives (K - 1); lower num_candidates or use negative_pool='training'"
+                )
+        self.mention_keys = string_keys(mentions.mention_ids)  # [N]
+        self.entity_keys = string_keys(entities.entity_ids)  # [E]
+        if strategy == "topk":
+            self.num_hard = num_negatives
+        elif strategy == "mixed":
+            self.num_hard = round(hard_fraction * num_negatives)
+        else:
+            self.num_hard = num_negatives if strategy == "hard" else 0
+        self.stats: dict[str, float] = {}  # seconds per stage of the last mine() (for benchmarks)
 
-    def _world_local_gold(self) -> torch.Tensor:
-        """Position of each mention's gold inside its world's entity rows -> [N]."""
-        position = torch.empty(len(self.entities), dtype=torch.long)
-        for rows in self.entities.rows_by_world.values():
-            position[rows] = torch.arange(len(rows))
-        return position[self.mentions.gold_rows]
+    @property
+    def rank(self) -> int:
+        return self.index.process_index
+
+    @property
+    def world_size(self) -> int:
+        return self.index.num_processes
 
     def mine(self, epoch: int) -> MinedNegatives:
-        """Re-encode the training entities with the current model (when scores are needed) and sample."""
-        chunks = mention_chunks(self.mentions, self.chunk_size)
-        if self.strategy in SCORED_STRATEGIES:
-            for world in sorted({world for world, _ in chunks}):
-                self.index.add_world(world, *self.entities.world_subset(world))
-        results = map_chunks_sharded(
-            self.index.accelerator,
-            len(chunks),
-            lambda c: self._mine_chunk(epoch, c, *chunks[c]),
-            desc=f"mining ({self.strategy}) epoch {epoch}",
-        )
-        self.index.worlds.clear()  # free the training worlds' representations until the next epoch
-        return self._assemble(epoch, chunks, results)
-
-    def _mine_chunk(
-        self, epoch: int, chunk: int, world: str, indices: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = torch.Generator().manual_seed(chunk_seed(self.seed, epoch, chunk))
-        world_rows = self.entities.rows_by_world[world]
-        scores = None
-        if self.strategy in SCORED_STRATEGIES:
-            reps = self.index.encode_mentions(
-                self.mentions.input_ids[indices], self.mentions.attention_mask[indices]
-            )
-            scores = self.index.score(world, reps)  # [n, E_w]
-        sample = sample_negatives(
-            self.strategy,
-            scores,
-            self._local_gold[indices],
-            self.num_negatives,
-            generator,
-            hard_fraction=self.hard_fraction,
-            num_entities=len(world_rows),
-        )
-        return world_rows[sample.ids], sample.log_probs.float()
-
-    def _assemble(self, epoch: int, chunks, results) -> MinedNegatives:
+        """Re-encode the pools' entities with the current model (when scores are needed) and sample."""
         ids = torch.empty(len(self.mentions), self.num_negatives, dtype=torch.long)
         log_probs = torch.empty(len(self.mentions), self.num_negatives)
-        for c, (_, indices) in enumerate(chunks):
-            ids[indices], log_probs[indices] = results[c]
+        self.stats = {"encode_entities_s": 0.0, "mine_s": 0.0}
+        for pool in self.pools:
+            store, store_start = None, 0
+            if self.strategy in SCORED_STRATEGIES:
+                began = time.perf_counter()
+                store, store_start = self._encode_shard(pool)
+                self.stats["encode_entities_s"] += time.perf_counter() - began
+            began = time.perf_counter()
+            chunks = pool.mention_indices.split(self.chunk_size)
+            show = self.index.show_progress and self.rank == 0 and len(chunks) > 1
+            for indices in tqdm(
+                chunks,
+                desc=f"mining {self.strategy} ({pool.name}) epoch {epoch}",
+                disable=None if show else True,
+            ):
+                pool_ids, chunk_log_probs = self._mine_chunk(epoch, pool, indices, store, store_start)
+                ids[indices] = pool.entity_rows[pool_ids.cpu()]
+                log_probs[indices] = chunk_log_probs.cpu()
+            self.stats["mine_s"] += time.perf_counter() - began
+            del store
+        logger.info(
+            "epoch %d: mined %s negatives from the %s pool(s) in %.1f s (entity encoding %.1f s)",
+            epoch,
+            self.strategy,
+            self.pool,
+            self.stats["mine_s"] + self.stats["encode_entities_s"],
+            self.stats["encode_entities_s"],
+        )
         return MinedNegatives(epoch=epoch, ids=ids, log_probs=log_probs)
+
+    # ------------------------------------------------------------------ stages
+    def _encode(self, encode_fn, input_ids, attention_mask, desc) -> Representation:
+        """The index's encoder settings (batch / token budget, autocast, store dtype) on this process only."""
+        model = self.index.model
+        was_training = model.training
+        model.eval()
+        try:
+            return self.index._encode(encode_fn, input_ids, attention_mask, desc)
+        finally:
+            model.train(was_training)
+
+    def _encode_shard(self, pool: Pool) -> tuple[Representation, int]:
+        """This process's contiguous 1/N shard of the pool's entities, encoded into host memory."""
+        start, end = shard_bounds(len(pool.entity_rows), self.world_size, self.rank)
+        rows = pool.entity_rows[start:end]
+        if end <= start:  # more processes than entities: an empty shard
+            probe = self._encode(
+                self.index.model.encode_entities,
+                self.entities.input_ids[pool.entity_rows[:1]],
+                self.entities.attention_mask[pool.entity_rows[:1]],
+                "probe",
+            )
+            return Representation(vectors=probe.vectors[:0], mask=probe.mask[:0]), start
+        rep = self._encode(
+            self.index.model.encode_entities,
+            self.entities.input_ids[rows],
+            self.entities.attention_mask[rows],
+            f"encoding {pool.name} entities",
+        )
+        return pin_if_cuda(rep), start
+
+    def _encode_mentions(self, indices: torch.Tensor) -> Representation:
+        """Each process encodes 1/N of the chunk's mentions; all-gathered so every process has the chunk."""
+        start, end = shard_bounds(len(indices), self.world_size, self.rank)
+        local = indices[start:end] if end > start else indices[:1]
+        rep = self._encode(
+            self.index.model.encode_mentions,
+            self.mentions.input_ids[local],
+            self.mentions.attention_mask[local],
+            "encoding mentions",
+        )
+        if end <= start:
+            rep = Representation(vectors=rep.vectors[:0], mask=rep.mask[:0])
+        if self.world_size == 1:
+            return rep
+        return gather_rows(self.index.accelerator, rep, len(indices))
+
+    def _mine_chunk(
+        self, epoch: int, pool: Pool, indices: torch.Tensor, store: Representation | None, store_start: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool positions [n, K-1] and log-probs [n, K-1] of one mention chunk."""
+        pool_size = len(pool.entity_rows)
+        gold = _pool_positions(pool.entity_rows, self.mentions.gold_rows[indices])  # [n]
+        noise = KeyedNoise(self.seed, epoch, self.mention_keys[indices], self.entity_keys[pool.entity_rows])
+        num_draws = num_random_draws(self.num_negatives, self.num_hard)
+        draws = random_order_draws(gold, pool_size, num_draws, noise)  # [n, R]
+        count = torch.full(gold.shape, pool_size - 1, dtype=torch.long)
+        if store is None:  # random: no scores needed
+            return draws, mixture_log_probs(draws.float(), torch.zeros(len(gold)), count, 0.0)
+        mentions = self._encode_mentions(indices)
+        partial = stream_partial(
+            self.index.model,
+            mentions,
+            store,
+            store_start,
+            gold,
+            self.num_hard,
+            None if self.strategy == "topk" else noise,
+            draws,
+            chunk_size=self.index.chunk_size,
+            device=self.index.device,
+            autocast_dtype=self.index.autocast_dtype,
+        ).to("cpu")
+        if self.world_size > 1:
+            partial = self._merge_processes(partial)
+        rand_pos = combine_hard_and_random(partial.ids, draws, self.num_negatives)
+        ids = torch.cat([partial.ids, draws.gather(1, rand_pos)], 1)  # [n, K-1]
+        logits_at = torch.cat([partial.logits, partial.draw_logits.gather(1, rand_pos)], 1)
+        log_probs = mixture_log_probs(
+            logits_at, partial.log_normalizer, count, self.num_hard / self.num_negatives
+        )
+        return ids, log_probs
+
+    def _merge_processes(self, partial: PartialDraw) -> PartialDraw:
+        """All-gather every process's partial top-k lists (padded to k_hard) and merge them."""
+        accelerator, k = self.index.accelerator, self.num_hard
+        missing = k - partial.ids.shape[1]
+        if missing:  # a shard smaller than k_hard: pad with empty slots
+            n = partial.ids.shape[0]
+            partial.keys = torch.cat([partial.keys, partial.keys.new_full((n, missing), -torch.inf)], 1)
+            partial.ids = torch.cat([partial.ids, partial.ids.new_full((n, missing), -1)], 1)
+            partial.logits = torch.cat([partial.logits, partial.logits.new_full((n, missing), -torch.inf)], 1)
+        fields = ("keys", "ids", "logits", "log_normalizer", "draw_logits")
+        gathered = {
+            f: accelerator.gather(getattr(partial, f)[None].to(accelerator.device)).cpu() for f in fields
+        }  # each [P, n, ...]
+        parts = [PartialDraw(*(gathered[f][p] for f in fields)) for p in range(self.world_size)]
+        return merge_partials(parts, k)
+
+
+def _pool_positions(pool_rows: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Positions [n] of global entity ``rows`` inside ``pool_rows`` (every row must be in the pool)."""
+    order = pool_rows.argsort()
+    found = torch.searchsorted(pool_rows[order], rows)
+    positions = order[found.clamp(max=len(pool_rows) - 1)]
+    if not bool((pool_rows[positions] == rows).all()):
+        raise ValueError("a mention's gold entity is not in its negative pool (world tables disagree)")
+    return positions

@@ -15,6 +15,7 @@ CITATION = """@inproceedings{zhang-stratos-2021-understanding,
 HYPERPARAMETERS = (
     "negatives",
     "hard_percent",
+    "negative_pool",
     "num_candidates",
     "loss",
     "learning_rate",
@@ -62,7 +63,7 @@ Score function: **{architecture}** — the general form of eq. (9) of Zhang & St
 `{knobs}`. Trained by minimizing the NCE loss of eq. ({"10" if getattr(args, "loss", "nce") == "adjusted" else "11"})
 over K = {getattr(args, "num_candidates", "?")} candidates (gold + K-1 negatives, no in-batch negatives); negatives:
 **{getattr(args, "negatives", "?")}**{f" (p = {args.hard_percent:g}%)" if getattr(args, "negatives", "") == "mixed" else ""},
-re-mined at the start of every epoch with the current model, from the mention's own world.
+re-mined at the start of every epoch with the current model, from {"the mention's own world" if getattr(args, "negative_pool", "world") == "world" else "all entities of all training worlds"}.
 
 Training data: {dataset or "see the training run"}. Base encoder: {base_model or "see config.json"}.
 

@@ -30,7 +30,14 @@ per-draw proposal nu over Y minus {y1} that the bias-corrected loss eq. (10) sub
   ``log softmax(s)`` (useful as a diagnostic; do not read it as the sampling probability).
 
 For without-replacement draws these are per-draw (first-draw) probabilities, the usual approximation when eq.
-(10) is used with distinct negatives. Every function is deterministic given the ``torch.Generator`` state.
+(10) is used with distinct negatives. Every function is deterministic given the ``torch.Generator`` state,
+or, with a :class:`~hf_models.keyed_noise.KeyedNoise` in place of the generator, given (seed, epoch, row keys,
+column keys): every random number is then a hash of its coordinates, so any row / column chunking (and the
+streaming miner of ``hf_models.streaming``) draws exactly the same negatives. Selections are made by
+:func:`top_k_lowest_index` (ties broken towards the lower entity index), so they are deterministic too.
+The random part of mixed draws, for each row, K - 1 distinct non-gold entities in uniformly random order
+(Floyd) and keeps the first ones that are not hard negatives: a uniform subset of the remaining entities, and
+the same draw whether the hard part was found in one pass or streamed.
 Row chunks bound the memory to about ``_CHUNK_ELEMENTS`` temporary floats whatever N x E is.
 """
 
@@ -43,10 +50,15 @@ from dataclasses import dataclass
 
 import torch
 
+from .keyed_noise import KeyedNoise
+
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("random", "hard", "mixed", "topk")
 _CHUNK_ELEMENTS = 1 << 23  # temporary float32 elements per row chunk (32 MiB)
+_ORDER_COUNTER = 1 << 20  # keyed counters of the shuffle after Floyd's draws (the draws use 0..k-1)
+
+Noise = torch.Generator | KeyedNoise
 
 
 @dataclass
@@ -146,30 +158,77 @@ def _excluded_logits(scores: torch.Tensor, gold: torch.Tensor, mask: torch.Tenso
     return logits
 
 
-def _gumbel_top_k(logits: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k indices per row [n, k] drawn sequentially without replacement with P proportional to exp(logits).
+def top_k_positions(keys: torch.Tensor, k: int) -> torch.Tensor:
+    """Column positions [n, k] of the k largest ``keys`` [n, c] per row, sorted by decreasing key, equal keys by
+    increasing position (so a row's result does not depend on how its columns were chunked)."""
+    n, _ = keys.shape
+    if k == 0:
+        return torch.empty(n, 0, dtype=torch.long, device=keys.device)
+    values, pos = keys.topk(k, dim=1)  # [n, k]
+    threshold = values[:, -1:]  # [n, 1]
+    if n and not bool(((keys >= threshold).sum(1) == k).all()):  # a tie straddles the k-th place
+        above, tied = keys > threshold, keys == threshold  # [n, c]
+        need = k - above.sum(1, keepdim=True)
+        take = above | (tied & (tied.long().cumsum(1) <= need))  # exactly k per row, lowest tied first
+        pos = take.nonzero()[:, 1].view(n, k)
+    pos = pos.sort(1).values  # ascending positions, then a stable sort by decreasing key
+    order = keys.gather(1, pos).sort(dim=1, descending=True, stable=True).indices
+    return pos.gather(1, order)
 
-    Gumbel-top-k: top-k of logits + G with G = -log(-log U) ~ Gumbel(0, 1), U ~ U(0, 1) (rand + log is
-    faster than ``exponential_`` on CPU). U is clamped away from 0 so the noise stays finite and excluded
-    (-inf) logits stay -inf instead of becoming NaN.
+
+def top_k_lowest_index(
+    keys: torch.Tensor, k: int, ids: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest ``keys`` [n, c] per row, ties broken towards the lower id -> (values [n, k], ids [n, k]).
+
+    ``ids`` [n, c] (default: the column positions) must be ascending along each row.
     """
-    noise = _rand(tuple(logits.shape), generator, logits.device)  # [n, E]
-    noise.clamp_(min=torch.finfo(noise.dtype).tiny).log_().neg_().log_()  # -log U ~ Exp(1), then its log
-    return (logits - noise).topk(k, dim=1).indices
+    pos = top_k_positions(keys, k)
+    if ids is None:
+        return keys.gather(1, pos), pos
+    return keys.gather(1, pos), ids.gather(1, pos)
 
 
-def _floyd_subset(num_rows: int, population: int, k: int, generator: torch.Generator, device) -> torch.Tensor:
+def perturbed_keys(logits: torch.Tensor, noise: Noise) -> torch.Tensor:
+    """Gumbel-perturbed logits [n, E]: logits + G, G = -log(-log U) ~ Gumbel(0, 1) (eq. 8 via Gumbel-top-k).
+
+    A generator draws U with ``rand`` (+ log, faster than ``exponential_`` on CPU; U clamped away from 0 so
+    the noise stays finite and excluded (-inf) logits stay -inf); a KeyedNoise hashes each (row, column) and
+    the keys are float64.
+    """
+    if isinstance(noise, KeyedNoise):
+        return logits.double() + noise.gumbel(logits.shape[1], logits.device)  # [n, E] float64
+    u = _rand(tuple(logits.shape), noise, logits.device)  # [n, E]
+    u.clamp_(min=torch.finfo(u.dtype).tiny).log_().neg_().log_()  # -log U ~ Exp(1), then its log
+    return logits - u
+
+
+def _gumbel_top_k(logits: torch.Tensor, k: int, noise: Noise) -> torch.Tensor:
+    """k indices per row [n, k] drawn sequentially without replacement with P proportional to exp(logits)
+    (Gumbel-top-k: the top k of logits + Gumbel noise)."""
+    return top_k_lowest_index(perturbed_keys(logits, noise), k)[1]
+
+
+def _row_uniform(noise: Noise, num_rows: int, counters: range, device) -> torch.Tensor:
+    """U(0, 1) float64 [n, len(counters)]: keyed by (row, counter), or the generator's next numbers."""
+    if isinstance(noise, KeyedNoise):
+        return noise.row_uniform(list(counters), device)
+    return _rand((num_rows, len(counters)), noise, device, torch.float64)
+
+
+def _floyd_subset(num_rows: int, population: int, k: int, generator: Noise, device) -> torch.Tensor:
     """A uniform k-subset of range(population) per row [num_rows, k] in random order (Floyd's algorithm).
 
     Vectorised over rows; the Python loop runs over the k draws only. Memory O(num_rows * k).
     """
     chosen = torch.empty(num_rows, k, dtype=torch.long, device=device)  # [n, k]
     for step, j in enumerate(range(population - k, population)):
-        u = _rand((num_rows,), generator, device, torch.float64)
+        u = _row_uniform(generator, num_rows, range(step, step + 1), device)[:, 0]
         t = (u * (j + 1)).long().clamp_(max=j)  # uniform on {0..j}
         seen = (chosen[:, :step] == t[:, None]).any(1) if step else torch.zeros_like(t, dtype=torch.bool)
         chosen[:, step] = torch.where(seen, torch.full_like(t, j), t)
-    order = _rand((num_rows, k), generator, device).argsort(1)  # uniform shuffle
+    order = _row_uniform(generator, num_rows, range(_ORDER_COUNTER, _ORDER_COUNTER + k), device)
+    order = order.argsort(1)  # uniform shuffle
     return chosen.gather(1, order)
 
 
@@ -185,7 +244,7 @@ def _uniform_excluding(
     excluded: torch.Tensor,
     num_entities: int,
     k: int,
-    generator: torch.Generator,
+    generator: Noise,
     mask: torch.Tensor | None,
 ) -> torch.Tensor:
     """k distinct ids per row [n, k], uniform over allowed ids not in ``excluded`` [n, m] (m distinct ids).
@@ -201,12 +260,9 @@ def _uniform_excluding(
         return _skip_excluded(ranks, excluded)
     logits = torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, -math.inf)  # [n, E]
     logits.scatter_(1, excluded, -math.inf)
+    if isinstance(generator, KeyedNoise):  # not the hard part's Gumbel noise again
+        generator = generator.salted(1)
     return _gumbel_top_k(logits, k, generator)
-
-
-def _hard_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits) at ids [n, k]; logits already exclude gold / disallowed entities (-inf)."""
-    return logits.gather(1, ids) - logits.logsumexp(1, keepdim=True)
 
 
 def _uniform_log_probs(ids: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -214,17 +270,45 @@ def _uniform_log_probs(ids: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     return (-count.double().log()).float()[:, None].expand(ids.shape).contiguous()
 
 
-def _mixture_log_probs(
-    logits: torch.Tensor, ids: torch.Tensor, count: torch.Tensor, hard_share: float
+def mixture_log_probs(
+    logits_at: torch.Tensor, log_normalizer: torch.Tensor, count: torch.Tensor, hard_share: float
 ) -> torch.Tensor:
-    """log(q softmax(logits) + (1 - q) / count) at ids [n, k]; q = hard_share (1: hard, 0: uniform)."""
+    """log(q softmax(s) + (1 - q) / count) per negative [n, k]: the per-draw proposal of eq. (10).
+
+    logits_at [n, k]: the scores of the chosen ids; log_normalizer [n]: logsumexp of the scores over the allowed
+    non-gold entities; count [n]: their number; q = hard_share (1: hard, 0: uniform).
+    """
     if hard_share == 0.0:
-        return _uniform_log_probs(ids, count)
-    hard = _hard_log_probs(logits, ids)
+        return _uniform_log_probs(logits_at, count)
+    hard = logits_at.float() - log_normalizer.float()[:, None]
     if hard_share == 1.0:
         return hard
-    uniform = _uniform_log_probs(ids, count)
+    uniform = _uniform_log_probs(logits_at, count)
     return torch.logaddexp(hard + math.log(hard_share), uniform + math.log1p(-hard_share))
+
+
+def random_order_draws(gold: torch.Tensor, num_entities: int, k: int, noise: Noise) -> torch.Tensor:
+    """k distinct non-gold ids per row [n, k] in uniformly random order (Floyd + rank mapping; no [n, E])."""
+    return _uniform_excluding(gold[:, None], num_entities, k, noise, None)
+
+
+def num_random_draws(num_negatives: int, num_hard: int) -> int:
+    """How many ordered uniform draws a row needs: none for hard/topk, K - 1 otherwise (see module doc)."""
+    return 0 if num_hard == num_negatives else num_negatives
+
+
+def combine_hard_and_random(hard: torch.Tensor, draws: torch.Tensor, num_negatives: int) -> torch.Tensor:
+    """[hard ids, then the first K-1-k_hard ``draws`` that are not hard] -> [n, K-1] (positions into draws).
+
+    Returns the column positions into ``draws`` [n, K-1] of the kept random ids (so callers can carry their
+    scores along); the kept ids are ``draws.gather(1, positions)``.
+    """
+    n, num_rand = hard.shape[0], num_negatives - hard.shape[1]
+    if num_rand == 0:
+        return draws.new_empty(n, 0)
+    fresh = ~(draws[:, :, None] == hard[:, None, :]).any(2)  # [n, K-1]
+    keep = fresh & (fresh.long().cumsum(1) <= num_rand)  # the first num_rand fresh draws
+    return keep.nonzero()[:, 1].view(n, num_rand)
 
 
 def _counts(gold: torch.Tensor, num_entities: int, mask: torch.Tensor | None, k: int) -> torch.Tensor:
@@ -240,7 +324,7 @@ def _counts(gold: torch.Tensor, num_entities: int, mask: torch.Tensor | None, k:
 def random_negatives(
     gold: torch.Tensor,
     num_negatives: int,
-    generator: torch.Generator,
+    generator: Noise,
     num_entities: int,
     candidate_mask: torch.Tensor | None = None,
 ) -> NegativeSample:
@@ -252,12 +336,16 @@ def random_negatives(
     num_entities = _check_inputs(None, gold, num_negatives, num_entities, candidate_mask)
     count = _counts(gold, num_entities, candidate_mask, num_negatives)  # [N]
     if candidate_mask is None:
-        ids = _uniform_excluding(gold[:, None], num_entities, num_negatives, generator, None)
+        ids = random_order_draws(gold, num_entities, num_negatives, generator)
     else:
         ids = torch.cat(
             [
                 _uniform_excluding(
-                    gold[rows, None], num_entities, num_negatives, generator, candidate_mask[rows]
+                    gold[rows, None],
+                    num_entities,
+                    num_negatives,
+                    generator.rows(rows) if isinstance(generator, KeyedNoise) else generator,
+                    candidate_mask[rows],
                 )
                 for rows in _row_chunks(gold.shape[0], num_entities)
             ]
@@ -269,7 +357,7 @@ def _scored_negatives(
     scores: torch.Tensor,
     gold: torch.Tensor,
     num_negatives: int,
-    generator: torch.Generator | None,
+    generator: Noise | None,
     num_hard: int,
     candidate_mask: torch.Tensor | None,
 ) -> NegativeSample:
@@ -281,16 +369,21 @@ def _scored_negatives(
     ids_parts, log_prob_parts = [], []
     for rows in _row_chunks(gold.shape[0], num_entities):
         mask = None if candidate_mask is None else candidate_mask[rows]
+        noise = generator.rows(rows) if isinstance(generator, KeyedNoise) else generator
         logits = _excluded_logits(scores[rows], gold[rows], mask)  # [n, E]
-        if generator is None:
-            hard = logits.topk(num_hard, dim=1).indices  # [n, k_hard], sorted by decreasing score
+        keys = logits if noise is None else perturbed_keys(logits, noise)
+        hard = top_k_lowest_index(keys, num_hard)[1]  # [n, k_hard]; topk: sorted by decreasing score
+        if mask is None and num_random_draws(num_negatives, num_hard):
+            draws = random_order_draws(gold[rows], num_entities, num_negatives, noise)  # [n, K-1]
+            rand = draws.gather(1, combine_hard_and_random(hard, draws, num_negatives))
         else:
-            hard = _gumbel_top_k(logits, num_hard, generator)  # [n, k_hard]
-        excluded = torch.cat([gold[rows, None], hard], 1)  # [n, 1 + k_hard]
-        rand = _uniform_excluding(excluded, num_entities, num_negatives - num_hard, generator, mask)
+            excluded = torch.cat([gold[rows, None], hard], 1)  # [n, 1 + k_hard]
+            rand = _uniform_excluding(excluded, num_entities, num_negatives - num_hard, noise, mask)
         ids = torch.cat([hard, rand], 1)  # [n, K-1]
         ids_parts.append(ids)
-        log_prob_parts.append(_mixture_log_probs(logits, ids, count[rows], hard_share))
+        log_prob_parts.append(
+            mixture_log_probs(logits.gather(1, ids), logits.logsumexp(1), count[rows], hard_share)
+        )
     return NegativeSample(torch.cat(ids_parts), torch.cat(log_prob_parts))
 
 
@@ -298,7 +391,7 @@ def hard_negatives(
     scores: torch.Tensor,
     gold: torch.Tensor,
     num_negatives: int,
-    generator: torch.Generator,
+    generator: Noise,
     candidate_mask: torch.Tensor | None = None,
 ) -> NegativeSample:
     """K - 1 distinct non-gold entities drawn without replacement with P proportional to exp(s) (Section 6.3,
@@ -311,7 +404,7 @@ def mixed_negatives(
     scores: torch.Tensor,
     gold: torch.Tensor,
     num_negatives: int,
-    generator: torch.Generator,
+    generator: Noise,
     hard_fraction: float = 0.5,
     candidate_mask: torch.Tensor | None = None,
 ) -> NegativeSample:
@@ -344,7 +437,7 @@ def sample_negatives(
     scores: torch.Tensor | None,
     gold: torch.Tensor,
     num_negatives: int,
-    generator: torch.Generator,
+    generator: Noise,
     hard_fraction: float = 0.5,
     num_entities: int | None = None,
     candidate_mask: torch.Tensor | None = None,

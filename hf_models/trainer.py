@@ -93,6 +93,7 @@ class NCETrainer(Trainer):
                 chunk_size=args.mining_chunk_size,
             )
         self.mining_callback = NegativeMiningCallback(negative_source, self.store)
+                pool=args.negative_pool,
         self.add_callback(self.mining_callback)
 
     def _make_index(self, model=None) -> EntityIndex:

@@ -8,6 +8,7 @@ from transformers import TrainingArguments
 
 NEGATIVE_STRATEGIES = ("random", "hard", "mixed", "topk")
 LOSSES = ("nce", "adjusted")
+NEGATIVE_POOLS = ("training", "world")
 
 
 @dataclass
@@ -77,6 +78,14 @@ class NCETrainingArguments(TrainingArguments):
             "hard negatives plus the other golds as in-batch negatives) for the encoding cost of K. Needs loss=nce."
         },
     )
+    resume_remine_negatives: bool = field(
+        default=False,
+        metadata={
+            "help": "Accept resuming from a checkpoint without negatives.pt (saved by an older version): the epoch "
+            "in progress is re-mined with the checkpoint's model, so the run differs from an uninterrupted one. "
+            "Without it such a checkpoint is an error."
+        },
+    )
     remove_unused_columns: bool = field(
         default=False,
         metadata={"help": "Must stay False: the train dataset yields mention indices, not model inputs."},
@@ -86,6 +95,15 @@ class NCETrainingArguments(TrainingArguments):
         metadata={
             "help": "Token budget of one encoder batch when (re-)encoding for mining/eval (rows x longest row; rows "
             "are sorted by length first, so short texts fill bigger batches). None = mining_batch_size x max_length."
+        },
+    )
+    negative_pool: str = field(
+        default="world",
+        metadata={
+            "help": "Where negatives come from: training (every entity of every training world, gold excluded: the "
+            "paper's setting, Sections 6.2-6.3, used by the paper recipes) or world (only the mention's own world: "
+            "harder, world-specific negatives and cheaper mining, but not the paper's distribution).",
+            "choices": list(NEGATIVE_POOLS),
         },
     )
 
@@ -110,6 +128,8 @@ class NCETrainingArguments(TrainingArguments):
             )
         if self.encode_max_tokens is not None and self.encode_max_tokens <= 0:
             raise ValueError(f"encode_max_tokens must be positive or None, got {self.encode_max_tokens}")
+        if self.negative_pool not in NEGATIVE_POOLS:
+            raise ValueError(f"negative_pool must be one of {NEGATIVE_POOLS}, got {self.negative_pool!r}")
         if self.entity_store_dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(
                 f"entity_store_dtype must be float32, float16 or bfloat16, got {self.entity_store_dtype!r}"
