@@ -91,9 +91,9 @@ class NCETrainer(Trainer):
                 hard_fraction=args.hard_percent / 100.0,
                 seed=args.seed,
                 chunk_size=args.mining_chunk_size,
+                pool=args.negative_pool,
             )
         self.mining_callback = NegativeMiningCallback(negative_source, self.store)
-                pool=args.negative_pool,
         self.add_callback(self.mining_callback)
 
     def _make_index(self, model=None) -> EntityIndex:
