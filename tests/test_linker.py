@@ -180,6 +180,17 @@ def test_corrupt_index_files_are_named(dual_dir, built_index, tmp_path):
     linker = EntityLinker.from_pretrained(dual_dir, show_progress=False)
     with pytest.raises(ValueError, match=r"vectors"):
         linker.load_index(folder)
+    shutil.rmtree(folder)
+    folder = shutil.copytree(built_index[0], tmp_path / "kb")
+    entity_file = next(
+        (folder / "entities").glob("*.parquet")
+    )  # rows reordered: ids no longer match the vectors
+    import datasets
+
+    rows = datasets.Dataset.from_parquet(str(entity_file))
+    rows.select(list(reversed(range(len(rows))))).to_parquet(str(entity_file))
+    with pytest.raises(ValueError, match=r"does not hold the entities of the vectors"):
+        linker.load_index(folder)
     (folder / "manifest.json").write_text('{"model": ')
     with pytest.raises(ValueError, match=r"kb/manifest.json: malformed JSON"):
         linker.load_index(folder)

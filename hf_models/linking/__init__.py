@@ -4,7 +4,8 @@
 from .detection import DEFAULT_STOP_WORDS, DictionaryDetector, TrainedDetector, tokenize_windows
 from .fingerprints import IndexMismatchError, check_fingerprints, model_fingerprint, tokenizer_fingerprint
 from .inputs import DEFAULT_WORLD, TextInput, load_entity_table, parse_input, parse_marked
-from .linker import EntityLinker, load_model
+from .linker import EntityLinker
+from .loading import load_model
 from .results import LinkedEntity, LinkResult, MentionLink, candidate_probabilities, short_description
 
 __all__ = [

@@ -187,7 +187,7 @@ def build_detector(args: MentionDetectorArguments):
     }
     if args.init_from:
         from ..modeling_retriever import RetrieverModel
-        from .linker import load_model
+        from .loading import load_model
 
         retriever = load_model(args.init_from, RetrieverModel)
         encoder = retriever.mention_encoder

@@ -21,17 +21,20 @@ from typing import Any
 import datasets
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoTokenizer
 
 from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
 
+from ..atomic import CorruptFolderError, atomic_folder, ids_checksum, readable_folder
 from ..entity_index import EntityIndex
 from ..evaluation import Ranking
+from ..input_format import InputFormat
 from ..modeling_joint import JointRerankerModel
 from ..modeling_retriever import RetrieverModel
 from .detection import DictionaryDetector, TrainedDetector
-from .fingerprints import DEFAULT_MARKERS, check_fingerprints, model_fingerprint, tokenizer_fingerprint
+from .fingerprints import check_fingerprints, model_fingerprint, tokenizer_fingerprint
 from .inputs import ALIASES_COLUMN, TextInput, load_entity_table, parse_input, quiet_datasets
+from .loading import config_markers, load_model, optional_tokenizer
 from .reranking import rerank_mentions
 from .results import (
     LinkedEntity,
@@ -49,16 +52,6 @@ ENTITIES_DIR = "entities"
 VECTORS_DIR = "vectors"
 FORMAT_VERSION = 1
 Detector = Callable[[Sequence[str]], list[list[tuple[int, int]]]]
-
-
-def config_markers(config) -> tuple[str, str, str]:
-    """The model's (mention start, mention end, title) marker strings (the input-format contract's fields)."""
-    return tuple(
-        getattr(config, name, default) or default
-        for name, default in zip(
-            ("mention_start_marker", "mention_end_marker", "title_marker"), DEFAULT_MARKERS, strict=True
-        )
-    )
 
 
 class EntityLinker:
@@ -103,7 +96,7 @@ class EntityLinker:
         self.reranker_markers = config_markers(reranker.config) if reranker is not None else self.markers
         if reranker is not None:
             prepare_tokenizer(self.reranker_tokenizer, self.reranker_markers)
-        self.max_length = max_length or getattr(retriever.config, "max_length", None) or 128
+        self.max_length = max_length or InputFormat.from_config(retriever.config).max_length or 128
         self.batch_size = batch_size
         self.rerank_batch_size = rerank_batch_size
         self.show_progress = show_progress
@@ -140,7 +133,7 @@ class EntityLinker:
         joint = joint_tokenizer = None
         if reranker is not None:
             joint = load_model(reranker, JointRerankerModel).to(device)
-            joint_tokenizer = _optional_tokenizer(reranker) or tokenizer
+            joint_tokenizer = optional_tokenizer(reranker) or tokenizer
         if isinstance(detector, (str, Path)):
             detector = (
                 None if str(detector) == "dictionary" else TrainedDetector.from_pretrained(detector, device)
@@ -192,19 +185,25 @@ class EntityLinker:
         }
 
     def save_index(self, directory: str | Path) -> Path:
-        """Write ``manifest.json``, ``entities/world_NNNN.parquet`` and ``vectors/`` (see docs/linking.md)."""
+        """Write ``manifest.json``, ``entities/world_NNNN.parquet`` and ``vectors/`` (see docs/linking.md).
+
+        The folder is replaced atomically (:func:`~hf_models.atomic.atomic_folder`): a killed save leaves the
+        previous index, never new entity rows next to old vectors.
+        """
         self._require_index()
         folder = Path(directory)
-        (folder / ENTITIES_DIR).mkdir(parents=True, exist_ok=True)
         manifest = self.manifest()
-        manifest["entity_files"] = {}
-        for number, (world, rows) in enumerate(self.entities.items()):
-            name = f"{ENTITIES_DIR}/world_{number:04d}.parquet"
-            with quiet_datasets():
-                rows.to_parquet(str(folder / name))
-            manifest["entity_files"][world] = name
-        self.index.save(folder / VECTORS_DIR)
-        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+        manifest["entity_files"], manifest["entity_ids_sha256"] = {}, {}
+        with atomic_folder(folder) as temporary:
+            (temporary / ENTITIES_DIR).mkdir()
+            for number, (world, rows) in enumerate(self.entities.items()):
+                name = f"{ENTITIES_DIR}/world_{number:04d}.parquet"
+                with quiet_datasets():
+                    rows.to_parquet(str(temporary / name))
+                manifest["entity_files"][world] = name
+                manifest["entity_ids_sha256"][world] = ids_checksum(rows["entity_id"])
+            self.index.save(temporary / VECTORS_DIR)
+            (temporary / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         logger.info("saved the index of %d world(s) to %s", len(self.entities), folder)
         return folder
 
@@ -214,7 +213,7 @@ class EntityLinker:
         The backend, FAISS kind, shortlist size and input length recorded in the manifest are restored. A
         malformed manifest, vector file or entity file is an error naming that file.
         """
-        folder = Path(directory)
+        folder = readable_folder(directory)
         manifest_path = folder / MANIFEST_FILE
         if not manifest_path.exists():
             raise FileNotFoundError(
@@ -250,6 +249,18 @@ class EntityLinker:
                     self.entities[world] = datasets.Dataset.from_parquet(str(folder / name))
             except Exception as error:  # pyarrow raises several types for a corrupt file
                 raise ValueError(f"{folder / name}: cannot read the entity table ({error})") from error
+            ids = self.entities[world]["entity_id"]
+            expected = manifest.get("entity_ids_sha256", {}).get(world)
+            if (expected is not None and ids_checksum(ids) != expected) or (
+                world in self.index.worlds and list(ids) != list(self.index.worlds[world].entity_ids)
+            ):
+                raise CorruptFolderError(
+                    f"{folder}: {folder / name} does not hold the entities of the vectors in {folder / VECTORS_DIR} "
+                    f"(world {world!r}: ids or their order differ); rebuild the index"
+                )
+        missing = sorted(set(self.index.worlds) - set(self.entities))
+        if missing:
+            raise CorruptFolderError(f"{manifest_path}: no entity file for world(s) {missing} of the vectors")
         return self
 
     def _require_index(self) -> None:
@@ -385,20 +396,3 @@ class EntityLinker:
             self._cache[world] = (list(rows["entity_id"]), list(rows["title"]), rows)
         ids, titles, rows = self._cache[world]
         return ids, titles, lambda r: short_description(titles[r], rows[r]["text"])
-
-
-def load_model(path: str | Path, expected: type[torch.nn.Module]) -> torch.nn.Module:
-    """A saved retriever / reranker as its registered class (``SumOfMaxModel``, ...), using this package's code."""
-    model = AutoModel.from_pretrained(str(path), trust_remote_code=False)
-    if not isinstance(model, expected):
-        raise TypeError(f"{path} holds a {type(model).__name__}, not a {expected.__name__}")
-    return model
-
-
-def _optional_tokenizer(path: str | Path):
-    """The tokenizer saved with a model folder/repo, or None when it has none."""
-    try:
-        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
-    except (OSError, ValueError, TypeError):
-        logger.info("no tokenizer found with %s; using the retriever's", path)
-        return None
