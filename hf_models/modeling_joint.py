@@ -57,7 +57,9 @@ class JointRerankerModel(RerankerTextMixin, PreTrainedModel):
     def from_encoder(cls, name_or_path: str, **config_kwargs: Any) -> JointRerankerModel:
         """Build the config from a backbone checkpoint (name or folder) and load its weights into the encoder."""
         backbone = load_encoder(name_or_path)
-        config_kwargs.setdefault("encoder", backbone.config.to_dict())
+        encoder_dict = backbone.config.to_dict()
+        encoder_dict.pop("_name_or_path", None)  # no local path in the saved config.json
+        config_kwargs.setdefault("encoder", encoder_dict)
         model = cls(cls.config_class(**config_kwargs))
         model.encoder.load_state_dict(backbone.state_dict())
         logger.info("built %s from backbone %s", cls.__name__, name_or_path)

@@ -130,6 +130,7 @@ class RetrieverPreTrainedModel(PreTrainedModel):
             return MODEL_BY_ARCHITECTURE[architecture].from_encoder(name_or_path, **config_kwargs)
         backbone = load_encoder(name_or_path)
         encoder_dict = backbone.config.to_dict()
+        encoder_dict.pop("_name_or_path", None)  # no local path in the saved config.json
         config_kwargs.setdefault("mention_encoder", encoder_dict)
         config_kwargs.setdefault("entity_encoder", encoder_dict)
         model = cls(cls.config_class(**config_kwargs))

@@ -90,6 +90,12 @@ class DataArguments:
     write_candidates: bool = field(
         default=True, metadata={"help": "Write top-k candidate files for every split."}
     )
+    push_candidates: bool = field(
+        default=False,
+        metadata={
+            "help": "With --push_to_hub: also upload candidates/*.jsonl (a reranker's training input)."
+        },
+    )
     bias_probe_mentions: int = field(
         default=0,
         metadata={
@@ -326,8 +332,8 @@ def print_metrics(results: dict[str, dict[str, float]]) -> None:
         print(f"| {split} | " + " | ".join(f"{metrics.get(k, float('nan')):.2f}" for k in keys) + " |")
 
 
-def finish(trainer: NCETrainer, results: dict, push: bool) -> None:
-    """Save the final (best) model with its card and metrics; push when asked."""
+def finish(trainer: NCETrainer, results: dict, push: bool, push_candidates: bool = False) -> None:
+    """Save the final (best) model with its card and metrics; push the inference folder when asked."""
     output_dir = Path(trainer.args.output_dir)
     trainer.log({f"final_{split}_{k}": v for split, m in results.items() for k, v in m.items()})
     trainer.save_model(str(output_dir))
@@ -340,7 +346,10 @@ def finish(trainer: NCETrainer, results: dict, push: bool) -> None:
         print_metrics(results)
         if push:
             url = push_folder(
-                output_dir, trainer.args.hub_model_id or output_dir.name, token=trainer.args.hub_token
+                output_dir,
+                trainer.args.hub_model_id or output_dir.name,
+                token=trainer.args.hub_token,
+                push_candidates=push_candidates,
             )
             print(f"pushed to {url}")
 
@@ -386,7 +395,7 @@ def run_retriever_recipe(argv=None, default_config: str | None = None) -> dict:
         )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     results = evaluate_splits(trainer, data, data_args, candidates={})
-    finish(trainer, results, push)
+    finish(trainer, results, push, data_args.push_candidates)
     return results
 
 
@@ -435,7 +444,7 @@ def run_reranker_recipe(argv=None, default_config: str | None = None) -> dict:
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     results = evaluate_splits(trainer, data, data_args, candidates=candidates)
-    finish(trainer, results, push)
+    finish(trainer, results, push, data_args.push_candidates)
     return results
 
 

@@ -1,5 +1,6 @@
 """--push_to_hub goes through huggingface_hub; exercised against a mocked API (the Hub is unreachable here)."""
 
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -9,8 +10,8 @@ from hf_models.hub import HubUnavailableError, push_folder
 
 @pytest.fixture
 def model_folder(tmp_path):
-    (tmp_path / "config.json").write_text("{}")
-    (tmp_path / "README.md").write_text("card")
+    for name in ("config.json", "README.md", "model.safetensors"):
+        (tmp_path / name).write_text("{}")
     return tmp_path
 
 
@@ -40,6 +41,68 @@ def test_network_failure_is_clear(model_folder):
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         push_folder(tmp_path, "me/model", api=mock.MagicMock())
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "README.md").write_text("card")
+    with pytest.raises(FileNotFoundError, match="safetensors"):
+        push_folder(tmp_path, "me/model", api=mock.MagicMock())
+
+
+def pushed_files(api: mock.MagicMock, folder: Path) -> set[str]:
+    """What ``upload_folder`` uploads for the mocked call's arguments (huggingface_hub's own pattern filter)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    kwargs = api.upload_folder.call_args.kwargs
+    assert kwargs["folder_path"] == str(folder)
+    files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    return set(
+        filter_repo_objects(
+            files, allow_patterns=kwargs["allow_patterns"], ignore_patterns=kwargs["ignore_patterns"]
+        )
+    )
+
+
+@pytest.fixture
+def recipe_output(tiny_bert_dir, tmp_path) -> tuple[Path, set[str]]:
+    """A recipe output folder: the saved model (+ tokenizer, card, metrics) and everything training leaves around."""
+    from transformers import AutoTokenizer
+
+    from hf_models import DualEncoderModel
+
+    folder = tmp_path / "out"
+    DualEncoderModel.from_encoder(str(tiny_bert_dir)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(folder)
+    (folder / "README.md").write_text("card")
+    (folder / "metrics.json").write_text("{}")
+    inference = {p.name for p in folder.iterdir()}
+    for junk in ("checkpoint-4/model.safetensors", "checkpoint-4/optimizer.pt", "checkpoint-4/config.json",
+                 "checkpoint-4/modeling_retriever.py", "checkpoint-4/trainer_state.json", "training_args.bin",
+                 "candidates/train.jsonl", "candidates/val.jsonl", "qualitative.md", "runs/events.out",
+                 ".cache/x.lock"):  # fmt: skip
+        (folder / junk).parent.mkdir(parents=True, exist_ok=True)
+        (folder / junk).write_text("x")
+    return folder, inference
+
+
+def test_push_uploads_exactly_the_inference_folder(recipe_output):
+    folder, inference = recipe_output
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "modeling_retriever.py",
+        "input_format.py",
+    } <= inference
+    api = mock.MagicMock()
+    push_folder(folder, "me/model", api=api)
+    assert pushed_files(api, folder) == inference
+    api = mock.MagicMock()
+    push_folder(folder, "me/model", api=api, push_candidates=True)
+    assert pushed_files(api, folder) == inference | {"candidates/train.jsonl", "candidates/val.jsonl"}
+
+
+def test_push_candidates_without_candidates_is_an_error(model_folder):
+    with pytest.raises(FileNotFoundError, match="push_candidates"):
+        push_folder(model_folder, "me/model", api=mock.MagicMock(), push_candidates=True)
 
 
 def test_dataset_folder_push_uses_the_same_path(tmp_path):
