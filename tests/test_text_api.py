@@ -95,17 +95,15 @@ def saved_models(tiny_bert_dir, tmp_path_factory) -> dict[str, Path]:
 
 
 def project_scores(folder: Path, mentions, entities) -> list[list[float]]:
-    """Scores through the project's own pipeline: featurizer -> model inputs -> forward."""
+    """Scores through the project's own pipeline: featurizer (at the recorded max_length) -> inputs -> forward."""
     tokenizer = AutoTokenizer.from_pretrained(folder)
     prepare_tokenizer(tokenizer)
-    is_joint = json.loads((folder / "config.json").read_text())["model_type"] == "nce-joint"
-    model = (
-        (JointRerankerModel if is_joint else MODEL_BY_ARCHITECTURE[folder.name])
-        .from_pretrained(folder)
-        .eval()
-    )
-    m = featurize_mentions(mentions, tokenizer, max_length=MAX_LENGTH).with_format("torch")[:]
-    e = featurize_entities(entities, tokenizer, max_length=MAX_LENGTH).with_format("torch")[:]
+    config = json.loads((folder / "config.json").read_text())
+    is_joint = config["model_type"] == "nce-joint"
+    model_class = JointRerankerModel if is_joint else MODEL_BY_ARCHITECTURE[config["architecture"]]
+    model = model_class.from_pretrained(folder).eval()
+    m = featurize_mentions(mentions, tokenizer, max_length=config["max_length"]).with_format("torch")[:]
+    e = featurize_entities(entities, tokenizer, max_length=config["max_length"]).with_format("torch")[:]
     with torch.no_grad():
         if not is_joint:
             mention_rep = model.encode_mentions(m["mention_input_ids"], m["mention_attention_mask"])
@@ -187,11 +185,12 @@ def run_clean(folders: dict[str, Path], mentions, entities, tmp_path: Path) -> d
     return json.loads((tmp_path / "out.json").read_text())
 
 
-def check_clean_results(folders: dict[str, Path], results: dict, mentions, entities) -> None:
+def check_clean_results(folders: dict[str, Path], results: dict, mentions, entities, max_length: int) -> None:
+    """The clean interpreter's text-level scores equal the project's; the raw saved tokenizer gives the marker ids."""
     for name, folder in folders.items():
         assert {"input_format.py", "modeling_text.py"} <= {p.name for p in folder.iterdir()}, name
         result = results[name]
-        assert result["max_length"] == MAX_LENGTH
+        assert result["max_length"] == max_length
         torch.testing.assert_close(
             torch.tensor(result["scores"]),
             torch.tensor(project_scores(folder, mentions, entities)),
@@ -209,7 +208,7 @@ def check_clean_results(folders: dict[str, Path], results: dict, mentions, entit
 def test_saved_folder_scores_text_in_clean_interpreter(saved_models, tiny_tables, tmp_path) -> None:
     mentions, entities = tiny_tables
     results = run_clean(saved_models, mentions, entities, tmp_path)
-    check_clean_results(saved_models, results, mentions, entities)
+    check_clean_results(saved_models, results, mentions, entities, MAX_LENGTH)
     hidden = 32
     assert results["dual"]["entity_shape"] == [len(entities), hidden]  # plain vectors
     assert results["dual"]["mention_shape"] == [1, hidden]

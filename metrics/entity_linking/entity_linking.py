@@ -1,35 +1,84 @@
 """`evaluate` module: entity-linking recall@k and normalized/unnormalized accuracy (Zhang & Stratos, 2021).
 
     import evaluate
-    metric = evaluate.load("metrics/entity_linking")
+    metric = evaluate.load("metrics/entity_linking")  # or a Hub Space / folder copy of this folder
     metric.compute(predictions=[["e1", "e7"], ...], references=["e1", ...], worlds=["lego", ...], k=64)
 
-The numbers come from `hf_models.evaluation.linking_metrics` (the repo must be installed: `pip install -e .`).
+Self-contained: it needs only `evaluate` (and `datasets`, which evaluate installs), never this repository. The
+numbers equal `hf_models.evaluation.linking_metrics` (a test checks it). All values are on a 0-100 scale.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 import datasets
 import evaluate
-
-from hf_models.evaluation import linking_metrics
 
 _CITATION = """@inproceedings{zhang-stratos-2021-understanding,
   title = {Understanding Hard Negatives in Noise Contrastive Estimation},
   author = {Zhang, Wenzheng and Stratos, Karl}, booktitle = {NAACL-HLT}, year = {2021}}"""
 
-_DESCRIPTION = """Top-k recall (micro-averaged over mentions), unnormalized accuracy (top-1 over all mentions) and
-normalized accuracy (top-1 among mentions whose gold is in the candidates), both macro-averaged over worlds, and
-the same per mention category. A mention whose gold is not among its predictions counts as wrong."""
+_DESCRIPTION = """Entity-linking metrics of Zhang & Stratos (2021), Section 6.1, on a 0-100 scale:
+top-k recall (micro-averaged over mentions), unnormalized accuracy (top-1 correct over all mentions) and normalized
+accuracy (top-1 correct among the mentions whose gold is among the predictions), both macro-averaged over worlds,
+and recall / accuracy per mention category. A mention with an empty prediction list counts as wrong. A world in
+which no mention has its gold among the predictions counts 0 in normalized accuracy (it is not dropped); their
+number is returned as `worlds_without_retrieved_gold`."""
 
 _KWARGS_DESCRIPTION = """
 Args:
     predictions: list of ranked candidate-id lists (best first), one per mention.
     references: list of gold entity ids.
-    worlds: optional list of world names (macro-averaging unit); default: one world.
+    worlds: optional list of world names (the macro-averaging unit); default: one world.
     categories: optional list of mention categories (e.g. Zeshel's LOW_OVERLAP).
     k: the k of recall@k (default 64).
-Returns: a dict with recall@1, recall@k, unnormalized_accuracy, normalized_accuracy, num_mentions and
-    <category>/recall@k, <category>/accuracy.
+Returns: a dict (values 0-100) with recall@1, recall@k, unnormalized_accuracy, normalized_accuracy and
+    <category>/recall@k, <category>/accuracy, plus the counts num_mentions, <category>/num_mentions and
+    worlds_without_retrieved_gold.
 """
+
+
+def linking_metrics(
+    gold: Sequence[str],
+    ranked: Sequence[Sequence[str]],
+    worlds: Sequence[str],
+    categories: Sequence[str] | None = None,
+    ks: Sequence[int] = (1, 64),
+) -> dict[str, float]:
+    """Recall@k (micro), normalized/unnormalized accuracy (macro over worlds), and per-category numbers."""
+    if not len(gold) == len(ranked) == len(worlds):
+        raise ValueError(
+            f"references ({len(gold)}), predictions ({len(ranked)}) and worlds ({len(worlds)}) differ"
+        )
+    if categories is not None and len(categories) != len(gold):
+        raise ValueError(f"categories ({len(categories)}) and references ({len(gold)}) differ in length")
+    n = len(gold)
+    if n == 0:
+        raise ValueError("no mentions to evaluate")
+    hit_at = {k: [g in list(r)[:k] for g, r in zip(gold, ranked, strict=True)] for k in ks}
+    top1 = [bool(r) and r[0] == g for g, r in zip(gold, ranked, strict=True)]
+    retrieved = [g in list(r) for g, r in zip(gold, ranked, strict=True)]
+    metrics = {f"recall@{k}": 100.0 * sum(h) / n for k, h in hit_at.items()}
+    unnormalized, normalized, empty = [], [], 0
+    for world in sorted(set(worlds)):
+        idx = [i for i, w in enumerate(worlds) if w == world]
+        unnormalized.append(sum(top1[i] for i in idx) / len(idx))
+        found = [i for i in idx if retrieved[i]]
+        normalized.append(sum(top1[i] for i in found) / len(found) if found else 0.0)
+        empty += not found
+    metrics["unnormalized_accuracy"] = 100.0 * sum(unnormalized) / len(unnormalized)
+    metrics["normalized_accuracy"] = 100.0 * sum(normalized) / len(normalized)
+    metrics["num_mentions"] = float(n)
+    metrics["worlds_without_retrieved_gold"] = float(empty)
+    if categories is not None:
+        kmax = max(ks)
+        for category in sorted(set(categories) - {""}):
+            idx = [i for i, c in enumerate(categories) if c == category]
+            metrics[f"{category}/recall@{kmax}"] = 100.0 * sum(hit_at[kmax][i] for i in idx) / len(idx)
+            metrics[f"{category}/accuracy"] = 100.0 * sum(top1[i] for i in idx) / len(idx)
+            metrics[f"{category}/num_mentions"] = float(len(idx))
+    return metrics
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
