@@ -179,3 +179,37 @@ def test_pool_too_small_is_refused(tiny_bert_dir, tiny_el):
             pool="world",
             num_negatives=20,
         )
+
+
+def _launch_mining(num_processes: int, model_dir, out) -> dict:
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .conftest import REPO_ROOT
+
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    command = [
+        accelerate, "launch", *(["--multi_gpu"] if num_processes > 1 else ["--cpu"]),
+        "--num_machines", "1", "--num_processes", str(num_processes), "--main_process_port",
+        str(29540 + num_processes), "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(REPO_ROOT / "tests" / "dist_mining_check.py"), "--model_dir", str(model_dir), "--out", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(Path(out).read_text())
+
+
+@pytest.mark.slow
+def test_two_processes_stream_the_same_draws(tmp_path, tiny_bert_dir):
+    """Training-pool mining with 2 gloo processes (each holding half the entities) = 1 process, any chunk size."""
+    single = _launch_mining(1, tiny_bert_dir, tmp_path / "one.json")
+    double = _launch_mining(2, tiny_bert_dir, tmp_path / "two.json")
+    assert (single.pop("world_size"), double.pop("world_size")) == (1, 2)
+    assert double == single
+    for strategy in ("random", "hard", "mixed", "topk"):
+        assert single[f"{strategy}/5"] == single[f"{strategy}/64"], strategy
