@@ -186,3 +186,30 @@ def read_json(path: Path, folder: Path):
         raise CorruptFolderError(f"{folder}: {path} is missing (incomplete or damaged folder)") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CorruptFolderError(f"{folder}: {path} is not valid JSON ({error})") from error
+
+
+@contextlib.contextmanager
+def staged_files(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of the folder ``target``; on success every file written there is fsynced and
+    moved into ``target`` with ``os.replace`` (each file appears whole; other files of ``target`` stay).
+
+    For folders that also hold other things (a training ``output_dir`` with its checkpoints), where replacing the
+    whole folder is not an option. The files are replaced one by one: a kill in the middle of the moves can leave
+    some files new and some old, but never a half-written file.
+    """
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
+    staging = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        yield staging
+        fsync_tree(staging)
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            destination = target / path.relative_to(staging)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, destination)
+            fault_point("staged:after_file")
+        _fsync_path(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
