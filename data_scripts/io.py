@@ -388,8 +388,18 @@ def counts_table(counts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Hub license ids of the datasets the loaders write (by pretty_name). Anything else is declared "other": its card body
+# names the sources (AIDA-CoNLL's Reuters text is not freely licensed).
+DATASET_LICENSES = {
+    "Zeshel entity linking": "cc-by-sa-3.0",
+    "Glossary entity linking (FOLDOC + Jargon File)": "gfdl",
+}
+
+
 def dataset_card(counts: dict[str, Any], pretty_name: str, body: str = "") -> str:
-    """A dataset card whose YAML `configs:` map the `mentions` and `entities` configs to the Parquet files."""
+    """A dataset card whose YAML `configs:` map the `mentions` and `entities` configs to the Parquet files; it
+    declares the license (:data:`DATASET_LICENSES`, else "other") and the language (English)."""
+    license_id = DATASET_LICENSES.get(pretty_name, "other")
     mention_files = "\n".join(
         f"  - split: {split}\n    path: mentions/{split}.parquet" for split in counts["mentions"]
     )
@@ -397,7 +407,8 @@ def dataset_card(counts: dict[str, Any], pretty_name: str, body: str = "") -> st
         f"  - split: {world}\n    path: entities/{world}.parquet" for world in counts["entities"]
     )
     return (
-        f"---\npretty_name: {pretty_name}\ntask_categories:\n- text-retrieval\nconfigs:\n"
+        f"---\npretty_name: {pretty_name}\nlicense: {license_id}\nlanguage:\n- en\n"
+        "task_categories:\n- text-retrieval\nconfigs:\n"
         f"- config_name: mentions\n  default: true\n  data_files:\n{mention_files}\n"
         f"- config_name: entities\n  data_files:\n{entity_files}\n---\n\n"
         f"# {pretty_name}\n\n{body.strip()}\n\n"

@@ -111,3 +111,20 @@ def test_dataset_folder_push_uses_the_same_path(tmp_path):
     push_folder(tmp_path, "me/data", api=api, repo_type="dataset", required_file="README.md")
     api.create_repo.assert_called_once_with("me/data", repo_type="dataset", private=False, exist_ok=True)
     assert api.upload_folder.call_args.kwargs["repo_type"] == "dataset"
+
+
+@pytest.mark.parametrize(
+    ("pretty_name", "license_id"), [("Zeshel entity linking", "cc-by-sa-3.0"), ("My tables", "other")]
+)
+def test_dataset_card_declares_license_and_language(tmp_path, pretty_name, license_id):
+    from huggingface_hub import DatasetCard
+
+    from data_scripts.io import write_processed
+
+    from .conftest import make_tiny_tables
+
+    mentions, entities = make_tiny_tables({"alpha": "train"}, entities_per_world=3, mentions_per_world=2)
+    write_processed(mentions, entities, tmp_path / "data", pretty_name=pretty_name)
+    card = DatasetCard.load(tmp_path / "data" / "README.md")
+    assert card.data.license == license_id
+    assert card.data.language == ["en"]
