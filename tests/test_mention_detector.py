@@ -136,3 +136,32 @@ def test_recipe_trains_saves_and_evaluates(tiny_bert_dir, tmp_path):
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["val"]["num_gold"] == metrics["val"]["num_gold"]
     assert type(AutoModel.from_pretrained(tmp_path / "out")).__name__ == "MentionDetectorModel"
+
+
+def test_evaluate_module_span_tasks_equal_the_project_functions():
+    from pathlib import Path
+
+    import evaluate
+
+    path = str(Path(__file__).resolve().parents[1] / "metrics" / "entity_linking")
+    predictions, references = [["0:4:a", "10:15:x"], ["3:5:", "7:9:d"]], [["0:4:a", "10:15:b"], ["3:5:c"]]
+    linked = evaluate.load(path, "end_to_end").compute(predictions=predictions, references=references)
+    assert (linked["num_correct"], linked["num_predicted"], linked["num_gold"]) == (1, 3, 3)
+
+    def spans(documents, with_entity):
+        parsed = [[item.split(":") for item in document] for document in documents]
+        return [
+            [(int(s), int(e), x or None) if with_entity else (int(s), int(e)) for s, e, x in d]
+            for d in parsed
+        ]
+
+    assert linked == pytest.approx(
+        end_to_end_linking_metrics(spans(references, True), spans(predictions, True))
+    )
+    detected = evaluate.load(path, "detection").compute(predictions=predictions, references=references)
+    assert detected == pytest.approx(
+        mention_detection_metrics(spans(references, False), spans(predictions, False))
+    )
+    assert detected["precision"] == pytest.approx(75.0) and detected["recall"] == pytest.approx(100.0)
+    ranking = evaluate.load(path).compute(predictions=[["e1", "e2"]], references=["e2"], k=2)
+    assert ranking["recall@2"] == pytest.approx(100.0)

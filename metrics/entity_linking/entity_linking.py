@@ -4,6 +4,13 @@
     metric = evaluate.load("metrics/entity_linking")  # or a Hub Space / folder copy of this folder
     metric.compute(predictions=[["e1", "e7"], ...], references=["e1", ...], worlds=["lego", ...], k=64)
 
+Whole pipeline (raw text in), one list of spans per document: ``"start:end"`` for mention detection (strict span
+precision/recall/F1) or ``"start:end:entity_id"`` for end-to-end linking (span and entity right; ``"start:end:"`` is
+NIL, not a prediction):
+
+    metric = evaluate.load("metrics/entity_linking", "end_to_end")   # or "detection"
+    metric.compute(predictions=[["0:4:e1", "9:14:e2"]], references=[["0:4:e1"]])
+
 Self-contained: it needs only `evaluate` (and `datasets`, which evaluate installs), never this repository. The
 numbers equal `hf_models.evaluation.linking_metrics` (a test checks it). All values are on a 0-100 scale.
 """
@@ -91,11 +98,60 @@ class EntityLinking(evaluate.Metric):
             features=datasets.Features(
                 {
                     "predictions": datasets.Sequence(datasets.Value("string")),
-                    "references": datasets.Value("string"),
+                    "references": datasets.Sequence(datasets.Value("string"))  # spans per document
+                    if self.config_name in SPAN_TASKS
+                    else datasets.Value("string"),
                 }
             ),
         )
 
     def _compute(self, predictions, references, worlds=None, categories=None, k=64):
+        if self.config_name in SPAN_TASKS:
+            return span_metrics(predictions, references, linked=self.config_name == "end_to_end")
         worlds = worlds if worlds is not None else ["default"] * len(references)
         return linking_metrics(references, predictions, worlds, categories, ks=(1, k))
+
+
+SPAN_TASKS = ("detection", "end_to_end")  # config names of the whole-pipeline metrics
+
+
+def span_metrics(
+    predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]], linked: bool
+) -> dict[str, float]:
+    """Micro P/R/F1 (0-100) of ``"start:end[:entity_id]"`` spans per document; equals
+    ``hf_models.evaluation.mention_detection_metrics`` / ``end_to_end_linking_metrics`` (a test checks it)."""
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"references ({len(references)}) and predictions ({len(predictions)}) differ in number"
+        )
+
+    def parse(spans: Sequence[str]) -> set[tuple]:
+        items = set()
+        for item in spans:
+            start, end, *rest = str(item).split(":", 2)
+            entity = rest[0] if rest and rest[0] else None
+            if not linked:
+                items.add((int(start), int(end)))
+            elif entity is not None:  # NIL is not a prediction (nor a gold link)
+                items.add((int(start), int(end), entity))
+        return items
+
+    correct = n_gold = n_predicted = 0
+    for predicted, gold in zip(predictions, references, strict=True):
+        predicted, gold = parse(predicted), parse(gold)
+        correct, n_gold, n_predicted = (
+            correct + len(predicted & gold),
+            n_gold + len(gold),
+            n_predicted + len(predicted),
+        )
+    precision = 100.0 * correct / n_predicted if n_predicted else 0.0
+    recall = 100.0 * correct / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "num_gold": float(n_gold),
+        "num_predicted": float(n_predicted),
+        "num_correct": float(correct),
+    }
