@@ -12,89 +12,30 @@ exactly (:meth:`EntityIndex.rescore` also rescores any caller-given shortlist, e
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from .encoding import (  # noqa: F401  (re-exported: the encoding helpers used to live here)
+    EncodeFn,
+    autocast_for,
+    cpu_has_fast_bf16,
+    encode_in_batches,
+    model_state_key,
+    resolve_encode_dtype,
+)
 from .scoring import Representation
 
 logger = logging.getLogger(__name__)
-
-EncodeFn = Callable[[torch.Tensor, torch.Tensor], Representation]
 WORLDS_FILE = "worlds.json"
 ENTITY_IDS_FILE = "entity_ids.json"
 REPRESENTATION_FILE = "representation.safetensors"
-
-
-@lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU advertises native bf16 matrix units (AMX-BF16 or AVX512-BF16)."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_encode_dtype(encode_dtype: str, device: torch.device) -> torch.dtype | None:
-    """Map "auto" | "float32" | "bfloat16" | "float16" to an autocast dtype (None = no autocast)."""
-    if encode_dtype == "float32":
-        return None
-    if encode_dtype in ("bfloat16", "float16"):
-        return getattr(torch, encode_dtype)
-    if encode_dtype != "auto":
-        raise ValueError(f"encode_dtype must be auto, float32, bfloat16 or float16, got {encode_dtype!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_fast_bf16() else None
-
-
-def autocast_for(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-@torch.no_grad()
-def encode_in_batches(
-    encode_fn: EncodeFn,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    *,
-    batch_size: int,
-    device: torch.device,
-    autocast_dtype: torch.dtype | None = None,
-    store_dtype: torch.dtype = torch.float32,
-    desc: str = "encoding",
-    show_progress: bool = True,
-) -> Representation:
-    """Encode [N, T] token ids in batches (each batch trimmed to its longest row) -> Representation on CPU.
-
-    The column axis is as wide as the widest batch needs: 1 for dual, m for leftmost-m / code reductions, the
-    longest sequence for all-token (som) sides. Never wider: a padded dual would lose the one-matmul path.
-    """
-    n_rows = input_ids.shape[0]  # input_ids [N, T]
-    parts: list[Representation] = []
-    starts = range(0, n_rows, batch_size)
-    for start in tqdm(starts, desc=desc, disable=not show_progress or len(starts) < 2, leave=False):
-        ids = input_ids[start : start + batch_size]
-        mask = attention_mask[start : start + batch_size]
-        width = max(int(mask.sum(1).max()), 1)
-        with autocast_for(device, autocast_dtype):
-            rep = encode_fn(ids[:, :width].to(device), mask[:, :width].to(device))
-        parts.append(Representation(vectors=rep.vectors.to("cpu", store_dtype), mask=rep.mask.to("cpu")))
-    if not parts:
-        raise ValueError("nothing to encode: got 0 rows")
-    return Representation.cat(parts)
 
 
 def shard_bounds(n_rows: int, num_shards: int, shard: int) -> tuple[int, int]:
@@ -132,6 +73,9 @@ class WorldEntities:
     entity_ids: list[str]
     representation: Representation  # vectors [E, L, H] (store dtype), mask [E, L]
     faiss_index: object | None = None
+    # what the encoding was computed from: (model_state_key, input_ids [E, T], attention_mask [E, T]); None when
+    # loaded from disk. add_world reuses the entry only when all three still match.
+    source: tuple | None = None
 
     def __len__(self) -> int:
         return len(self.entity_ids)
@@ -144,7 +88,9 @@ class EntityIndex:
         model: a retriever exposing `encode_mentions`, `encode_entities` and `score_all` (see docs/design.md).
         accelerator: an `accelerate.Accelerator`; with N processes the entity encoding is sharded 1/N per
             process and gathered, so every process ends with the full table. None = single process.
-        batch_size: encoder batch size.
+        batch_size: encoder batch size in full-width rows: with ``max_tokens`` None, each length-sorted batch
+            holds at most ``batch_size x T`` padded tokens (T = the input width), so short rows fill bigger batches.
+        max_tokens: explicit token budget per encoder batch (rows x longest row); None = ``batch_size x T``.
         encode_dtype: "auto" (bf16 autocast on GPUs and on CPUs with native bf16), "float32", "bfloat16".
         store_dtype: dtype of the stored entity representations (float16 halves memory).
         chunk_size: entities scored per chunk (bounds memory at N x chunk_size scores).
@@ -171,6 +117,7 @@ class EntityIndex:
         show_progress: bool = True,
         shortlist_size: int | None = None,
         faiss_options: dict | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         if backend not in ("exact", "faiss"):
             raise ValueError(f"backend must be 'exact' or 'faiss', got {backend!r}")
@@ -185,6 +132,7 @@ class EntityIndex:
         self.model = model
         self.accelerator = accelerator
         self.batch_size = batch_size
+        self.max_tokens = max_tokens
         self.device = accelerator.device if accelerator is not None else next(model.parameters()).device
         self.autocast_dtype = resolve_encode_dtype(encode_dtype, self.device)
         self.store_dtype = store_dtype
@@ -214,6 +162,7 @@ class EntityIndex:
             device=self.device,
             autocast_dtype=self.autocast_dtype,
             store_dtype=self.store_dtype,
+            max_tokens=self.max_tokens,
             desc=desc,
             show_progress=self.show_progress and self.process_index == 0,
         )
@@ -255,7 +204,13 @@ class EntityIndex:
     def add_world(
         self, world: str, entity_ids: Sequence[str], input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> WorldEntities:
-        """(Re-)encode one world's entities and store them (replacing any previous encoding)."""
+        """Encode one world's entities and store them, replacing any previous encoding of the world.
+
+        Encode once per model state: when the world is already stored, encoded by the model in its current
+        state (same weights, see :func:`~hf_models.encoding.model_state_key`) from the same entity ids and token
+        ids, the stored encoding is reused (evaluation and the next epoch's mining at the same step share it).
+        Worlds encoded by an earlier model state are dropped first (they can never be reused).
+        """
         if len(entity_ids) == 0:
             raise ValueError(
                 f"world {world!r} has no entities: cannot build an index over an empty knowledge base"
@@ -264,11 +219,46 @@ class EntityIndex:
             raise ValueError(
                 f"world {world!r}: {len(entity_ids)} entity ids but input_ids has shape {tuple(input_ids.shape)}"
             )
+        state = model_state_key(self.model)
+        cached = self.encoded_world(world, entity_ids, input_ids, attention_mask, state)
+        if cached is not None:
+            logger.debug("world %r: reusing its encoding (same model state and inputs)", world)
+            return cached
+        stale = [name for name, entry in self.worlds.items() if entry.source and entry.source[0] != state]
+        for name in stale:  # encoded by an earlier model state: free them before encoding
+            del self.worlds[name]
         rep = self.encode_entities_sharded(input_ids, attention_mask)
-        entry = WorldEntities(entity_ids=list(entity_ids), representation=rep)
+        entry = WorldEntities(
+            entity_ids=list(entity_ids), representation=rep, source=(state, input_ids, attention_mask)
+        )
         entry.faiss_index = self._build_faiss(rep)
         self.worlds[world] = entry
         return entry
+
+    def encoded_world(
+        self,
+        world: str,
+        entity_ids: Sequence[str],
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        state: tuple | None = None,
+    ) -> WorldEntities | None:
+        """The stored encoding of ``world`` if the model in its current state encoded it from exactly these
+        entities, else None (collective under Accelerate: every process gets the same answer).
+
+        ``state`` is :func:`~hf_models.encoding.model_state_key` of the model when the caller already has it.
+        """
+        state = model_state_key(self.model) if state is None else state
+        cached = self.worlds.get(world)
+        same = cached is not None and _same_source(cached, entity_ids, state, input_ids, attention_mask)
+        return cached if self._all_processes_agree(same) else None
+
+    def _all_processes_agree(self, flag: bool) -> bool:
+        """``flag`` on every process (encoding is collective: all reuse, or all encode)."""
+        if self.num_processes == 1:
+            return flag
+        value = torch.tensor([int(flag)], device=self.accelerator.device)
+        return bool(self.accelerator.gather(value).min())
 
     def _build_faiss(self, rep: Representation):
         """The world's FAISS index: all vectors (backend="faiss"), first vectors (shortlist), or None."""
@@ -430,6 +420,21 @@ class EntityIndex:
 
             return FaissIndex.load(path, use_gpu=self.faiss_options.get("use_gpu"))
         return self._build_faiss(rep)
+
+
+def _same_source(
+    entry: WorldEntities, entity_ids: Sequence[str], state: tuple, input_ids: torch.Tensor, mask: torch.Tensor
+) -> bool:
+    if entry.source is None:
+        return False
+    old_state, old_ids, old_mask = entry.source
+    return (
+        old_state == state
+        and entry.entity_ids == list(entity_ids)
+        and old_ids.shape == input_ids.shape
+        and torch.equal(old_ids, input_ids)
+        and torch.equal(old_mask, mask)
+    )
 
 
 def topk_recall(approx_rows: torch.Tensor, exact_rows: torch.Tensor) -> float:

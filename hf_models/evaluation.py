@@ -85,25 +85,60 @@ def retrieve(
     index: EntityIndex, mentions: MentionTable, entities: EntityTable, k: int = 64, chunk_size: int = 256
 ) -> Ranking:
     """Top-k entities of each mention's own world (entities encoded once per world, mentions sharded)."""
-    rows = torch.full((len(mentions), k), -1, dtype=torch.long)
-    scores = torch.full((len(mentions), k), float("-inf"))
-    for world, indices in mentions.indices_by_world().items():
+    return retrieve_splits(index, {"mentions": mentions}, entities, k=k, chunk_size=chunk_size)["mentions"]
+
+
+@torch.no_grad()
+def retrieve_splits(
+    index: EntityIndex,
+    splits: dict[str, MentionTable],
+    entities: EntityTable,
+    k: int = 64,
+    chunk_size: int = 256,
+    keep: bool = False,
+) -> dict[str, Ranking]:
+    """Top-k entities of each mention's own world for several mention tables at once -> {split: Ranking}.
+
+    Each world is encoded once and searched by the mentions of every split that has mentions in it (e.g. the
+    train, val and test mentions of a shared knowledge base), then freed unless ``keep`` (the index then holds
+    it, for reuse by mining or another evaluation of the same model state, see :meth:`EntityIndex.add_world`).
+    Mention chunks are sharded across processes.
+    """
+    rankings = {
+        name: Ranking(
+            rows=torch.full((len(mentions), k), -1, dtype=torch.long),
+            scores=torch.full((len(mentions), k), float("-inf")),
+        )
+        for name, mentions in splits.items()
+    }
+    by_world: dict[str, list[tuple[str, torch.Tensor]]] = {}
+    for name, mentions in splits.items():
+        for world, indices in mentions.indices_by_world().items():
+            by_world.setdefault(world, []).append((name, indices))
+    for world in sorted(by_world):
         index.add_world(world, *entities.world_subset(world))
         world_rows = entities.rows_by_world[world]
-        chunks = [indices[s : s + chunk_size] for s in range(0, len(indices), chunk_size)]
+        chunks = [
+            (name, indices[s : s + chunk_size])
+            for name, indices in by_world[world]
+            for s in range(0, len(indices), chunk_size)
+        ]
 
         def search_chunk(c: int, chunks=chunks, world=world) -> tuple[torch.Tensor, torch.Tensor]:
-            reps = index.encode_mentions(mentions.input_ids[chunks[c]], mentions.attention_mask[chunks[c]])
+            mentions, rows = splits[chunks[c][0]], chunks[c][1]
+            reps = index.encode_mentions(mentions.input_ids[rows], mentions.attention_mask[rows])
             return index.search(world, reps, k)
 
         for c, (top_scores, top_pos) in map_chunks_sharded(
             index.accelerator, len(chunks), search_chunk, f"retrieving {world}"
         ).items():
+            name, rows = chunks[c]
             width = top_pos.shape[1]
-            rows[chunks[c], :width] = world_rows[top_pos]
-            scores[chunks[c], :width] = top_scores
-        del index.worlds[world]
-    return Ranking(rows=rows, scores=scores)
+            rankings[name].rows[rows, :width] = world_rows[top_pos]
+            rankings[name].scores[rows, :width] = top_scores
+        if not keep:
+            del index.worlds[world]
+    return rankings
 
 
 @torch.no_grad()

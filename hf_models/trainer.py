@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import NegativeMiningCallback, NegativeSource
 from .collator import CandidateCollator, MentionIndexDataset, NegativesStore
 from .entity_index import EntityIndex
-from .evaluation import Ranking, evaluate_ranking, rerank, retrieve
+from .evaluation import Ranking, evaluate_ranking, rerank, retrieve_splits
 from .mining import MinedNegatives, NegativeMiner
 from .model_card import write_model_card
 from .tables import EntityTable, MentionTable
@@ -95,6 +95,8 @@ class NCETrainer(Trainer):
             )
         self.mining_callback = NegativeMiningCallback(negative_source, self.store)
         self.add_callback(self.mining_callback)
+        if self.index is not None:
+            self.add_callback(ReleaseEncodingsCallback(self.index))
 
     def _make_index(self, model=None) -> EntityIndex:
         """An EntityIndex over `model` (default: the model being trained) with the args' mining settings."""
@@ -107,6 +109,7 @@ class NCETrainer(Trainer):
             chunk_size=self.args.score_chunk_size,
             backend=self.args.mining_backend,
             faiss_kind=self.args.faiss_kind,
+            max_tokens=self.args.encode_max_tokens,
         )
 
     # ------------------------------------------------------------------ loss
@@ -128,21 +131,51 @@ class NCETrainer(Trainer):
         self, mentions: MentionTable, entities: EntityTable, candidates: Ranking | None = None
     ) -> Ranking:
         """Retrieve top-k within each world, or rerank given candidates (reranker / any model as reranker)."""
-        if candidates is not None:
-            return rerank(
+        candidates_by_split = {"mentions": candidates} if candidates is not None else None
+        return self.predict_split_rankings({"mentions": mentions}, entities, candidates_by_split)["mentions"]
+
+    def predict_split_rankings(
+        self,
+        splits: dict[str, MentionTable],
+        entities: EntityTable,
+        candidates: dict[str, Ranking] | None = None,
+        keep_encodings: bool = False,
+    ) -> dict[str, Ranking]:
+        """:meth:`predict_rankings` for several splits in one pass -> {split: Ranking}.
+
+        Retrieval encodes each world once for all the splits (:func:`~hf_models.evaluation.retrieve_splits`);
+        ``keep_encodings`` leaves the worlds in the index, where the next mining at the same step reuses them.
+        A split with ``candidates`` is reranked instead.
+        """
+        candidates = candidates or {}
+        rankings = {
+            split: rerank(
                 self.model,
-                candidates,
+                candidates[split],
                 mentions,
                 entities,
                 cross=self.cross,
                 batch_size=self.args.per_device_eval_batch_size,
                 accelerator=self.accelerator,
             )
-        if self.index is None:
-            raise ValueError("a cross-encoder cannot retrieve: pass the retriever's candidates")
-        return retrieve(
-            self.index, mentions, entities, k=self.args.eval_top_k, chunk_size=self.args.mining_chunk_size
-        )
+            for split, mentions in splits.items()
+            if candidates.get(split) is not None
+        }
+        to_retrieve = {split: mentions for split, mentions in splits.items() if split not in rankings}
+        if to_retrieve:
+            if self.index is None:
+                raise ValueError("a cross-encoder cannot retrieve: pass the retriever's candidates")
+            rankings.update(
+                retrieve_splits(
+                    self.index,
+                    to_retrieve,
+                    entities,
+                    k=self.args.eval_top_k,
+                    chunk_size=self.args.mining_chunk_size,
+                    keep=keep_encodings,
+                )
+            )
+        return {split: rankings[split] for split in splits}
 
     def evaluate(
         self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
@@ -150,7 +183,10 @@ class NCETrainer(Trainer):
         """Recall@k (micro) and normalized/unnormalized accuracy (macro over worlds), per category too."""
         if self.eval_mentions is None:
             return {}
-        ranking = self.predict_rankings(self.eval_mentions, self.eval_entities, self.eval_candidates)
+        candidates = {"eval": self.eval_candidates} if self.eval_candidates is not None else None
+        ranking = self.predict_split_rankings(
+            {"eval": self.eval_mentions}, self.eval_entities, candidates, keep_encodings=True
+        )["eval"]
         ks = self.recall_ks
         metrics = evaluate_ranking(ranking, self.eval_mentions, self.eval_entities, ks=ks)
         if self.eval_candidates is not None:  # recall of the fixed retriever, for reference
@@ -201,3 +237,17 @@ class NCETrainer(Trainer):
                 dataset=self.dataset_name,
                 base_model=self.base_model,
             )
+
+
+class ReleaseEncodingsCallback(TrainerCallback):
+    """Free the index's encodings after every optimizer step: they belong to the model state before the step.
+
+    Evaluation keeps its worlds encoded (``keep_encodings``) so that mining at the same step (the next epoch's
+    start) reuses them; any step in between makes them stale, and this callback frees their memory.
+    """
+
+    def __init__(self, index: EntityIndex) -> None:
+        self.index = index
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.index.worlds.clear()
