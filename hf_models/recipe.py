@@ -361,7 +361,42 @@ def _parse(argv, default_config):
     )
     push = args.push_to_hub
     args.push_to_hub = False  # we push the final folder ourselves (clear offline errors, model card included)
+    setup_logging(args)
+    apply_total_batch(args)
     return model_args, data_args, args, push
+
+
+def apply_total_batch(args: NCETrainingArguments) -> str:
+    """Keep ``args.total_train_batch_size`` mentions per optimizer step for the launched process count.
+
+    per process = total / processes (refused when it does not divide); per device = min(the configured
+    per_device_train_batch_size, per process), which must divide it; accumulation = per process / per device.
+    Returns (and logs) the effective batch: per device x processes x accumulation.
+    """
+    processes = args.world_size
+    if args.total_train_batch_size is not None:
+        total = args.total_train_batch_size
+        if total % processes:
+            raise ValueError(
+                f"total_train_batch_size={total} mentions cannot be split over {processes} processes; launch with "
+                f"--num_processes in {[p for p in range(1, total + 1) if total % p == 0]} or change the batch"
+            )
+        per_process = total // processes
+        per_device = min(args.per_device_train_batch_size, per_process)
+        if per_process % per_device:
+            raise ValueError(
+                f"per_device_train_batch_size={per_device} does not divide the {per_process} mentions per process "
+                f"of total_train_batch_size={total} over {processes} processes"
+            )
+        args.per_device_train_batch_size = per_device
+        args.gradient_accumulation_steps = per_process // per_device
+    effective = args.per_device_train_batch_size * processes * args.gradient_accumulation_steps
+    message = (
+        f"effective batch: {args.per_device_train_batch_size} per device x {processes} processes x "
+        f"{args.gradient_accumulation_steps} accumulation = {effective} mentions per optimizer step"
+    )
+    logger.info(message)
+    return message
 
 
 def run_retriever_recipe(argv=None, default_config: str | None = None) -> dict:

@@ -97,13 +97,6 @@ class NCETrainingArguments(TrainingArguments):
             "are sorted by length first, so short texts fill bigger batches). None = mining_batch_size x max_length."
         },
     )
-    encode_max_tokens: int | None = field(
-        default=None,
-        metadata={
-            "help": "Token budget of one encoder batch when (re-)encoding for mining/eval (rows x longest row; rows "
-            "are sorted by length first, so short texts fill bigger batches). None = mining_batch_size x max_length."
-        },
-    )
     negative_pool: str = field(
         default="world",
         metadata={
@@ -111,6 +104,15 @@ class NCETrainingArguments(TrainingArguments):
             "paper's setting, Sections 6.2-6.3, used by the paper recipes) or world (only the mention's own world: "
             "harder, world-specific negatives and cheaper mining, but not the paper's distribution).",
             "choices": list(NEGATIVE_POOLS),
+        },
+    )
+    total_train_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Mentions per optimizer step over all processes and accumulation steps (paper: 4; joint: 2). "
+            "When set, the recipes derive per_device_train_batch_size (at most the given one) and "
+            "gradient_accumulation_steps for the launched process count, or refuse a count that cannot keep it. "
+            "None = per_device_train_batch_size x processes x gradient_accumulation_steps."
         },
     )
 
@@ -135,10 +137,10 @@ class NCETrainingArguments(TrainingArguments):
             )
         if self.encode_max_tokens is not None and self.encode_max_tokens <= 0:
             raise ValueError(f"encode_max_tokens must be positive or None, got {self.encode_max_tokens}")
+        if self.total_train_batch_size is not None and self.total_train_batch_size < 1:
+            raise ValueError(f"total_train_batch_size must be >= 1 or None, got {self.total_train_batch_size}")
         if self.negative_pool not in NEGATIVE_POOLS:
             raise ValueError(f"negative_pool must be one of {NEGATIVE_POOLS}, got {self.negative_pool!r}")
-        if self.encode_max_tokens is not None and self.encode_max_tokens <= 0:
-            raise ValueError(f"encode_max_tokens must be positive or None, got {self.encode_max_tokens}")
         if self.entity_store_dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(
                 f"entity_store_dtype must be float32, float16 or bfloat16, got {self.entity_store_dtype!r}"
