@@ -165,6 +165,68 @@ def read_zeshel(
     return datasets.DatasetDict(mentions), entities
 
 
+def tfidf_candidate_records(
+    zeshel_dir: str | Path, split: str, mentions: datasets.Dataset, entity_ids: set[str]
+) -> list[dict[str, Any]]:
+    """Zeshel's released ``tfidf_candidates/<split>.json`` (64 document ids per mention, best first) as candidate
+    records in the retrievers' format (mention_id, world, label_id, candidates, scores), in ``mentions`` order.
+
+    The release has no scores: ``scores`` is minus the rank (-1, -2, ...), which keeps the order. Every processed
+    mention must have a line; every candidate must be a known entity (errors name the file and line).
+    """
+    path = Path(zeshel_dir) / "tfidf_candidates" / f"{split}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no TF-IDF candidates for split {split!r}")
+    wanted = set(mentions["mention_id"])
+    candidates: dict[str, list[str]] = {}
+    problems = ProblemLog(skip_invalid=False)
+    for line, record in read_jsonl(path, problems):
+        where = f"{path}:{line}"
+        if not require_fields(record, ("mention_id", "tfidf_candidates"), where, problems):
+            continue
+        mention_id = str(record["mention_id"])
+        if mention_id not in wanted:
+            continue  # a mention skipped by the conversion (--skip_invalid) or of another split
+        ids = [str(c) for c in record["tfidf_candidates"]]
+        unknown = [c for c in ids if c not in entity_ids]
+        if unknown:
+            raise ValueError(
+                f"{where}: mention {mention_id!r} has unknown candidate document(s) {unknown[:3]}"
+            )
+        candidates[mention_id] = ids
+    missing = [m for m in mentions["mention_id"] if m not in candidates]
+    if missing:
+        raise ValueError(f"{path}: no TF-IDF candidates for {len(missing)} mention(s), e.g. {missing[:3]}")
+    return [
+        {
+            "mention_id": mention_id,
+            "world": world,
+            "label_id": label,
+            "candidates": candidates[mention_id],
+            "scores": [-float(rank) for rank in range(1, len(candidates[mention_id]) + 1)],
+        }
+        for mention_id, world, label in zip(
+            mentions["mention_id"], mentions["world"], mentions["label_id"], strict=True
+        )
+    ]
+
+
+def write_tfidf_candidates(
+    zeshel_dir: str | Path, mentions: datasets.DatasetDict, entities: datasets.Dataset, output_dir: str | Path
+) -> list[Path]:
+    """``<output_dir>/<split>.jsonl`` for every processed split (the reranker recipe's ``--candidates_dir``)."""
+    from .bm25 import write_candidate_jsonl
+
+    entity_ids = set(entities["entity_id"])
+    return [
+        write_candidate_jsonl(
+            Path(output_dir) / f"{split}.jsonl",
+            tfidf_candidate_records(zeshel_dir, split, mentions[split], entity_ids),
+        )
+        for split in mentions
+    ]
+
+
 CARD = """Zero-shot entity linking mentions and entities from Zeshel (Logeswaran et al., 2019; text from Fandom
 wikis, CC-BY-SA), converted from the original release by `python -m data_scripts.zeshel`. Contexts are the
 context document's whitespace tokens (at most {window} per side); spans are inclusive token indices."""
@@ -186,6 +248,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--context_window", type=int, default=256, help="Whitespace tokens per side (0 = all)."
     )
+    parser.add_argument(
+        "--tfidf_candidates_dir",
+        default=None,
+        help="Also convert the release's tfidf_candidates/ (App. B's BM25 candidates) into <DIR>/<split>.jsonl "
+        "candidate files for recipes/zeshel_rerank.py --candidates_dir DIR.",
+    )
     add_common_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
@@ -195,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     finish(
         args, mentions, entities, CARD.format(window=args.context_window or "all"), "Zeshel entity linking"
     )
+    if args.tfidf_candidates_dir:
+        for path in write_tfidf_candidates(args.zeshel_dir, mentions, entities, args.tfidf_candidates_dir):
+            logger.info("wrote %s", path)
 
 
 if __name__ == "__main__":
