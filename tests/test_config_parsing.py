@@ -1,3 +1,4 @@
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -31,3 +32,41 @@ def test_unknown_yaml_key_names_key_and_file(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         parse_config([Args], [f"--config={tmp_path / 'nope.yaml'}"])
+
+
+def test_help_lists_config(capsys):
+    from hf_models.recipe import DataArguments, ModelArguments
+    from hf_models.training_args import NCETrainingArguments
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(
+            [ModelArguments, DataArguments, NCETrainingArguments], ["--help"], "recipes/configs/x.yaml"
+        )
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--config YAML" in out and "recipes/configs/x.yaml" in out and "--push_candidates" in out
+
+
+@pytest.mark.parametrize("flag", ["--learning_rat", "--lerning_rate=3", "--learnig-rate"])
+def test_mistyped_flag_is_a_one_line_error_with_the_closest_flag(capsys, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config([Args], ["--epochs", "2", flag, "1e-3"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"unknown flag {flag.split('=')[0]}" in err
+    assert re.search(r"did you mean --learning[_-]rate\?", err), err
+
+
+def test_unknown_flag_without_a_close_match(capsys):
+    with pytest.raises(SystemExit):
+        parse_config([Args], ["--zzzzzz", "1"])
+    err = capsys.readouterr().err
+    assert "unknown flag --zzzzzz" in err and "did you mean" not in err
+
+
+def test_unknown_yaml_key_suggests_the_closest(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("learning_rat: 1.0\n")
+    with pytest.raises(ValueError, match=r"did you mean learning_rate"):
+        parse_config([Args], ["--config", str(config)])
