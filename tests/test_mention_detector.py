@@ -133,9 +133,12 @@ def test_recipe_trains_saves_and_evaluates(tiny_bert_dir, tmp_path):
     overrides.update(max_steps="2", max_length="32", output_dir=str(tmp_path / "out"), logging_steps="1")
     metrics = main([item for key, value in overrides.items() for item in (f"--{key}", value)])
     assert metrics["train_loss"] > 0 and metrics["val"]["num_gold"] >= 8
+    assert 0 < metrics["threshold"] < 1  # tuned on the eval split and saved in the config
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["val"]["num_gold"] == metrics["val"]["num_gold"]
-    assert type(AutoModel.from_pretrained(tmp_path / "out")).__name__ == "MentionDetectorModel"
+    saved_model = AutoModel.from_pretrained(tmp_path / "out")
+    assert type(saved_model).__name__ == "MentionDetectorModel"
+    assert saved_model.config.threshold == metrics["threshold"]
 
 
 def test_evaluate_module_span_tasks_equal_the_project_functions():

@@ -161,6 +161,11 @@ class TrainedDetector:
     @torch.no_grad()
     def scored(self, texts: Sequence[str]) -> list[list[tuple[int, int, float]]]:
         """Per text, the kept spans with their probabilities."""
+        return [greedy_spans(spans, self.threshold) for spans in self.candidates(texts, self.threshold)]
+
+    @torch.no_grad()
+    def candidates(self, texts: Sequence[str], floor: float) -> list[dict[tuple[int, int], float]]:
+        """Per text, every candidate span above probability ``floor`` (best over overlapping windows)."""
         windows = tokenize_windows(self.tokenizer, texts, self.max_length, self.stride)
         candidates: list[dict[tuple[int, int], float]] = [{} for _ in texts]
         device = next(self.model.parameters()).device
@@ -173,12 +178,17 @@ class TrainedDetector:
                 end_mask=part["end_mask"].to(device),
             )
             probs = output.span_logits.sigmoid().masked_fill(~output.span_mask, 0).cpu()  # [B, T, W]
-            for b, i, w in (probs > self.threshold).nonzero().tolist():
+            for b, i, w in (probs > floor).nonzero().tolist():
                 offsets = part["offsets"][b]
                 span = (int(offsets[i, 0]), int(offsets[i + w, 1]))
                 text_spans = candidates[int(part["text_index"][b])]
                 text_spans[span] = max(text_spans.get(span, 0.0), float(probs[b, i, w]))
-        return [_greedy(spans) for spans in candidates]
+        return candidates
+
+
+def greedy_spans(spans: dict[tuple[int, int], float], threshold: float) -> list[tuple[int, int, float]]:
+    """The spans above ``threshold``, most probable first, dropping overlaps with kept ones; sorted by start."""
+    return _greedy({span: prob for span, prob in spans.items() if prob > threshold})
 
 
 def _greedy(spans: dict[tuple[int, int], float]) -> list[tuple[int, int, float]]:

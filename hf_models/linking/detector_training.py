@@ -167,6 +167,13 @@ class MentionDetectorArguments:
     threshold: float = field(
         default=0.5, metadata={"help": "Span probability above which a span is a mention."}
     )
+    tune_threshold: bool = field(
+        default=True,
+        metadata={
+            "help": "After training, set the saved threshold to the one of 0.05, 0.10, ..., 0.95 with the best "
+            "strict-span F1 on eval_split (otherwise keep --threshold)."
+        },
+    )
     max_train_mentions: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
     max_eval_mentions: int | None = field(
         default=None, metadata={"help": "Keep the first N evaluation rows."}
@@ -206,6 +213,24 @@ def evaluate_detector(detector, examples: Sequence[DetectorExample]) -> dict[str
 
     predicted = detector([e.text for e in examples])
     return mention_detection_metrics([e.spans for e in examples], predicted)
+
+
+def tune_threshold(detector, examples: Sequence[DetectorExample]) -> float:
+    """The threshold of 0.05, 0.10, ..., 0.95 with the best strict-span F1 on ``examples`` (the first best)."""
+    from ..evaluation import mention_detection_metrics
+    from .detection import greedy_spans
+
+    candidates = detector.candidates([e.text for e in examples], floor=0.05)
+    gold = [e.spans for e in examples]
+    best, best_f1 = detector.threshold, -1.0
+    for step in range(1, 20):
+        threshold = step / 20
+        predicted = [[(s, e) for s, e, _ in greedy_spans(c, threshold)] for c in candidates]
+        f1 = mention_detection_metrics(gold, predicted)["f1"]
+        if f1 > best_f1:
+            best, best_f1 = threshold, f1
+    logger.info("detection threshold %.2f: strict-span F1 %.2f on the evaluation rows", best, best_f1)
+    return best
 
 
 def run_mention_detector_recipe(
@@ -249,7 +274,11 @@ def run_mention_detector_recipe(
         if args.max_eval_mentions:
             rows = rows.select(range(min(args.max_eval_mentions, len(rows))))
         detector = TrainedDetector(model.eval(), tokenizer, threshold=args.threshold)
-        metrics[args.eval_split] = evaluate_detector(detector, detector_examples(rows))
+        examples = detector_examples(rows)
+        if args.tune_threshold:
+            model.config.threshold = detector.threshold = tune_threshold(detector, examples)
+            metrics["threshold"] = detector.threshold
+        metrics[args.eval_split] = evaluate_detector(detector, examples)
     output = Path(training_args.output_dir)
     trainer.save_model(str(output))
     tokenizer.save_pretrained(str(output))
