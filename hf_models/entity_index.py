@@ -22,6 +22,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .atomic import (
+    CorruptFolderError,
+    atomic_folder,
+    fault_point,
+    ids_checksum,
+    read_json,
+    readable_folder,
+)
 from .encoding import (  # noqa: F401  (re-exported: the encoding helpers used to live here)
     EncodeFn,
     autocast_for,
@@ -355,56 +363,64 @@ class EntityIndex:
     def save(self, directory: str | Path) -> Path:
         """Write every world's entity ids, representation (in the store dtype) and FAISS index to ``directory``.
 
-        Layout: ``worlds.json`` (world name -> sub-folder, backend, store dtype) and per world
-        ``world_NNNN/entity_ids.json``, ``representation.safetensors`` (vectors [E, L, H], mask [E, L]) and
-        ``faiss/`` (only when the world has a FAISS index).
+        Layout: ``worlds.json`` (world name -> sub-folder, row count and sha256 of the ordered entity ids;
+        backend, store dtype) and per world ``world_NNNN/entity_ids.json``, ``representation.safetensors``
+        (vectors [E, L, H], mask [E, L]) and ``faiss/`` (only when the world has a FAISS index). The folder is
+        replaced atomically (:func:`~hf_models.atomic.atomic_folder`): a killed save leaves the previous index.
         """
         from safetensors.torch import save_file
 
         folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
         listing = {}
-        for number, (world, entry) in enumerate(self.worlds.items()):
-            sub = folder / f"world_{number:04d}"
-            sub.mkdir(exist_ok=True)
-            (sub / ENTITY_IDS_FILE).write_text(json.dumps(entry.entity_ids))
-            rep = entry.representation
-            save_file(
-                {"vectors": rep.vectors.contiguous(), "mask": rep.mask.contiguous()},
-                sub / REPRESENTATION_FILE,
-            )
-            if entry.faiss_index is not None:
-                entry.faiss_index.save(sub / "faiss")
-            listing[world] = sub.name
-        meta = {
-            "worlds": listing,
-            "backend": self.backend,
-            "faiss_kind": self.faiss_kind,
-            "shortlist_size": self.shortlist_size,
-            "store_dtype": str(self.store_dtype).removeprefix("torch."),
-        }
-        (folder / WORLDS_FILE).write_text(json.dumps(meta, indent=2))
+        with atomic_folder(folder) as temporary:
+            for number, (world, entry) in enumerate(self.worlds.items()):
+                sub = temporary / f"world_{number:04d}"
+                sub.mkdir()
+                (sub / ENTITY_IDS_FILE).write_text(json.dumps(entry.entity_ids))
+                fault_point("index:after_entity_ids")
+                rep = entry.representation
+                save_file(
+                    {"vectors": rep.vectors.contiguous(), "mask": rep.mask.contiguous()},
+                    sub / REPRESENTATION_FILE,
+                )
+                if entry.faiss_index is not None:
+                    entry.faiss_index.save(sub / "faiss")
+                listing[world] = {
+                    "folder": sub.name,
+                    "rows": len(entry),
+                    "ids_sha256": ids_checksum(entry.entity_ids),
+                }
+            meta = {
+                "worlds": listing,
+                "backend": self.backend,
+                "faiss_kind": self.faiss_kind,
+                "shortlist_size": self.shortlist_size,
+                "store_dtype": str(self.store_dtype).removeprefix("torch."),
+            }
+            (temporary / WORLDS_FILE).write_text(json.dumps(meta, indent=2))
         logger.info("saved %d world(s) to %s", len(listing), folder)
         return folder
 
     def load(self, directory: str | Path) -> EntityIndex:
         """Read worlds written by :meth:`save` into ``self.worlds`` (the saved FAISS indices are reused when this
-        index searches with FAISS; otherwise they are rebuilt or skipped as this index's settings say)."""
-        from safetensors.torch import load_file
+        index searches with FAISS; otherwise they are rebuilt or skipped as this index's settings say).
 
-        folder = Path(directory)
+        Every world's ids and vectors are checked against ``worlds.json`` (row counts, sha256 of the ordered
+        ids): a mismatch or an unreadable file raises :class:`~hf_models.atomic.CorruptFolderError` naming the
+        folder and the file.
+        """
+        folder = readable_folder(directory)
         if not (folder / WORLDS_FILE).exists():
             raise FileNotFoundError(f"{folder} holds no saved entity index ({WORLDS_FILE} is missing)")
-        meta = json.loads((folder / WORLDS_FILE).read_text())
-        for world, name in tqdm(
+        meta = read_json(folder / WORLDS_FILE, folder)
+        for world, spec in tqdm(
             meta["worlds"].items(), desc="loading worlds", disable=not self.show_progress
         ):
-            sub = folder / name
-            tensors = load_file(sub / REPRESENTATION_FILE)
-            rep = Representation(vectors=tensors["vectors"], mask=tensors["mask"])
-            entry = WorldEntities(
-                entity_ids=json.loads((sub / ENTITY_IDS_FILE).read_text()), representation=rep
-            )
+            spec = {"folder": spec} if isinstance(spec, str) else spec  # indices saved before the checks
+            sub = folder / spec["folder"]
+            rep = _load_representation(sub / REPRESENTATION_FILE, folder)
+            entry = WorldEntities(entity_ids=_load_ids(sub / ENTITY_IDS_FILE, folder), representation=rep)
+            _check_world(entry, spec, sub, folder)
             entry.faiss_index = self._load_faiss(sub / "faiss", rep, meta)
             self.worlds[world] = entry
         return self
@@ -435,6 +451,42 @@ def _same_source(
         and torch.equal(old_ids, input_ids)
         and torch.equal(old_mask, mask)
     )
+
+
+def _load_representation(path: Path, folder: Path) -> Representation:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CorruptFolderError(f"{folder}: {path} cannot be read ({error})") from error
+    if set(tensors) != {"vectors", "mask"}:
+        raise CorruptFolderError(f"{folder}: {path} holds {sorted(tensors)}, expected vectors and mask")
+    return Representation(vectors=tensors["vectors"], mask=tensors["mask"])
+
+
+def _load_ids(path: Path, folder: Path) -> list[str]:
+    ids = read_json(path, folder)
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise CorruptFolderError(f"{folder}: {path} must be a JSON list of entity id strings")
+    return ids
+
+
+def _check_world(entry: WorldEntities, spec: dict, sub: Path, folder: Path) -> None:
+    """The ids, the vectors and the manifest (worlds.json) must agree on the rows and on their order."""
+    ids_path, rows = sub / ENTITY_IDS_FILE, entry.representation.vectors.shape[0]
+    expected = spec.get("rows", rows)
+    if len(entry.entity_ids) != expected or rows != expected:
+        raise CorruptFolderError(
+            f"{folder}: {ids_path} has {len(entry.entity_ids)} ids and {sub / REPRESENTATION_FILE} {rows} rows, "
+            f"but {folder / WORLDS_FILE} records {expected}"
+        )
+    if "ids_sha256" in spec and ids_checksum(entry.entity_ids) != spec["ids_sha256"]:
+        raise CorruptFolderError(
+            f"{folder}: {ids_path} does not match the ids checksum in {folder / WORLDS_FILE} (ids changed or "
+            "reordered since the index was saved): rebuild the index"
+        )
 
 
 def topk_recall(approx_rows: torch.Tensor, exact_rows: torch.Tensor) -> float:

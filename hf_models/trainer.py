@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
+from .atomic import fault_point, staged_files
 from .callbacks import NegativeMiningCallback, NegativeSource
+from .checkpoints import NEGATIVES_NAME, load_negatives, resolve_resume, save_negatives
 from .collator import CandidateCollator, MentionIndexDataset, NegativesStore
 from .entity_index import EntityIndex
 from .evaluation import Ranking, evaluate_ranking, rerank, retrieve_splits
-from .mining import MinedNegatives, NegativeMiner
+from .mining import NegativeMiner
 from .model_card import write_model_card
 from .tables import EntityTable, MentionTable
 from .training_args import NCETrainingArguments
 
 logger = logging.getLogger(__name__)
-
-NEGATIVES_NAME = "negatives.pt"
 
 
 def is_cross_encoder(model) -> bool:
@@ -200,23 +198,45 @@ class NCETrainer(Trainer):
 
     # ------------------------------------------------- checkpoints and resume
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        """As Trainer.train; a resumed run also restores the negatives of the epoch in progress."""
-        if resume_from_checkpoint is True:
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
-            if resume_from_checkpoint is None:
-                raise ValueError(f"no checkpoint found in {self.args.output_dir} to resume from")
-        if resume_from_checkpoint:
-            path = Path(resume_from_checkpoint) / NEGATIVES_NAME
-            if path.exists():
-                self.store.current = MinedNegatives.from_state_dict(torch.load(path, weights_only=True))
-                logger.info("restored the negatives of epoch %d from %s", self.store.current.epoch, path)
-        return super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
+        """As Trainer.train; a resumed run also restores the negatives of the epoch in progress.
+
+        ``resume_from_checkpoint`` True or "true" (the command line) = the newest COMPLETE checkpoint of
+        ``output_dir`` (incomplete newer ones are skipped with a warning); a checkpoint without its negatives is
+        an error naming the file unless ``args.resume_remine_negatives`` (see hf_models/checkpoints.py).
+        """
+        remine = getattr(self.args, "resume_remine_negatives", False)
+        resume = resolve_resume(
+            resume_from_checkpoint,
+            self.args.output_dir,
+            need_negatives=not remine,
+            need_optimizer=not self.args.save_only_model,
+        )
+        if resume and (Path(resume) / NEGATIVES_NAME).exists():
+            self.store.current = load_negatives(resume)
+            logger.info("restored the negatives of epoch %d from %s", self.store.current.epoch, resume)
+        elif resume:
+            logger.warning(
+                "%s has no %s: --resume_remine_negatives re-mines the epoch in progress with the checkpoint's model "
+                "(the run will differ from an uninterrupted one)",
+                resume,
+                NEGATIVES_NAME,
+            )
+        return super().train(resume_from_checkpoint=resume, **kwargs)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """As Trainer.save_model; inside a checkpoint the epoch's negatives are written right after the weights,
+        before the optimizer and ``trainer_state.json`` (so a checkpoint is complete only with them)."""
+        super().save_model(output_dir, _internal_call=_internal_call)
+        checkpoint = output_dir is not None and Path(output_dir).name.startswith("checkpoint-")
+        if checkpoint and _internal_call and self.args.should_save:
+            fault_point("checkpoint:after_model")
+            if self.store.current is not None:
+                save_negatives(self.store.current, output_dir)
+            fault_point("checkpoint:after_negatives")
 
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
-        if self.args.should_save and self.store.current is not None:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            torch.save(self.store.current.state_dict(), os.path.join(folder, NEGATIVES_NAME))
+        fault_point("checkpoint:saved")
 
     def latest_eval_metrics(self) -> dict[str, float]:
         for record in reversed(self.state.log_history):
@@ -226,11 +246,18 @@ class NCETrainer(Trainer):
         return {}
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        """Save weights, config and remote code files, plus a model card (README.md)."""
-        super()._save(output_dir, state_dict=state_dict)
-        if self.args.should_save:
+        """Save weights, config and remote code files, plus a model card (README.md).
+
+        Everything is written into a temporary folder first and then moved in file by file with ``os.replace``:
+        no file of the folder is ever half-written (:func:`~hf_models.atomic.staged_files`).
+        """
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return super()._save(output_dir, state_dict=state_dict)
+        with staged_files(output_dir) as staging:
+            super()._save(str(staging), state_dict=state_dict)
             write_model_card(
-                output_dir or self.args.output_dir,
+                staging,
                 self.model.config,
                 self.args,
                 self.latest_eval_metrics(),

@@ -1,0 +1,137 @@
+"""Fault injection: SIGKILL a subprocess inside a save, then load -> the previous state or a clear error.
+
+Each save runs in a forked child process. Kill points are named by ``HARD_NCE_EL_FAULT`` (see hf_models/atomic.py)
+or, for code without named points, installed as a hook in the child (``save_file``: SIGKILL on the first
+safetensors write; this case fails on the pre-atomic EntityIndex.save). Never timing luck.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from hf_models.atomic import FAULT_ENV, CorruptFolderError
+from hf_models.entity_index import EntityIndex, WorldEntities
+from hf_models.scoring import Representation
+
+
+def make_index(seed: int) -> EntityIndex:
+    """Two worlds of 6 entities each; ``seed`` changes every id and every vector (same shapes)."""
+    generator = torch.Generator().manual_seed(seed)
+    index = EntityIndex(torch.nn.Linear(2, 2), show_progress=False)
+    for world in ("alpha", "beta"):
+        ids = [f"{world}-{seed}-{i}" for i in range(6)]
+        vectors = torch.randn(6, 3, 4, generator=generator)  # [E, L, H]
+        index.worlds[world] = WorldEntities(
+            ids, Representation(vectors=vectors, mask=torch.ones(6, 3).bool())
+        )
+    return index
+
+
+def killed_in_child(work: Callable[[], object], fault: str | None = None, timeout: float = 120.0) -> int:
+    """Run ``work()`` in a forked child process (with ``$HARD_NCE_EL_FAULT=fault``) -> its exit code, or minus the
+    signal that ended it (-9 = SIGKILLed at the fault point)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            if fault:
+                os.environ[FAULT_ENV] = fault
+            work()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise TimeoutError(f"the child writing with fault {fault!r} did not finish in {timeout} s")
+        time.sleep(0.02)
+
+
+def save_killed_by_safetensors(seed: int, folder) -> Callable[[], object]:
+    """A hook for code without named points: SIGKILL on the first safetensors write."""
+
+    def work():
+        import safetensors.torch
+
+        safetensors.torch.save_file = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+        make_index(seed).save(folder)
+
+    return work
+
+
+def snapshot(index: EntityIndex) -> dict[str, tuple[list[str], torch.Tensor]]:
+    return {w: (e.entity_ids, e.representation.vectors) for w, e in index.worlds.items()}
+
+
+def same(a, b) -> bool:
+    return a.keys() == b.keys() and all(a[w][0] == b[w][0] and torch.equal(a[w][1], b[w][1]) for w in a)
+
+
+INDEX_POINTS = [
+    ("patch", "save_file"),  # a hook: works on code without named points (it fails on the pre-atomic save)
+    ("fault", "index:after_entity_ids"),
+    ("fault", "atomic:before_fsync"),
+    ("fault", "atomic:before_swap"),
+    ("fault", "atomic:between_renames"),
+    ("fault", "atomic:after_swap"),
+]
+
+
+@pytest.mark.parametrize(("kind", "point"), INDEX_POINTS, ids=[p for _, p in INDEX_POINTS])
+def test_index_save_killed_loads_previous_or_new_never_a_mix(tmp_path, kind, point):
+    folder = tmp_path / "index"
+    make_index(seed=1).save(folder)
+    previous, new = snapshot(make_index(seed=1)), snapshot(make_index(seed=2))
+    if kind == "patch":
+        rc = killed_in_child(save_killed_by_safetensors(2, folder))
+    else:
+        rc = killed_in_child(lambda: make_index(seed=2).save(folder), fault=point)
+    assert rc == -signal.SIGKILL, f"the kill point {point} was never reached"
+    try:
+        loaded = snapshot(EntityIndex(torch.nn.Linear(2, 2), show_progress=False).load(folder))
+    except CorruptFolderError as error:  # a clear error is acceptable; a silent mix is not
+        assert str(folder) in str(error)
+        return
+    assert same(loaded, previous) or same(loaded, new), f"killed at {point}: loaded a mix of two saves"
+    if point != "atomic:after_swap":
+        assert same(loaded, previous), "the new save was not complete: the previous one must be read"
+    # the next save works and cleans up after the killed one
+    make_index(seed=3).save(folder)
+    assert same(snapshot(EntityIndex(torch.nn.Linear(2, 2)).load(folder)), snapshot(make_index(seed=3)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"], "temporary siblings left behind"
+
+
+def test_index_load_checks_manifest(tmp_path):
+    folder = tmp_path / "index"
+    make_index(seed=1).save(folder)
+    ids_file = folder / "world_0000" / "entity_ids.json"
+    original = ids_file.read_text()
+    ids_file.write_text(original[: len(original) // 2])  # truncated
+    with pytest.raises(CorruptFolderError, match=r"index.*world_0000/entity_ids\.json.*not valid JSON"):
+        EntityIndex(torch.nn.Linear(2, 2)).load(folder)
+    ids = __import__("json").loads(original)
+    ids_file.write_text(__import__("json").dumps(ids[1:] + ids[:1]))  # reordered: same rows, other order
+    with pytest.raises(CorruptFolderError, match=r"world_0000/entity_ids\.json.*checksum"):
+        EntityIndex(torch.nn.Linear(2, 2)).load(folder)
+    ids_file.write_text(__import__("json").dumps(ids[:-1]))  # one id lost
+    with pytest.raises(CorruptFolderError, match=r"world_0000/entity_ids\.json.*5 ids.*6"):
+        EntityIndex(torch.nn.Linear(2, 2)).load(folder)
+    ids_file.write_text(original)
+    vectors = folder / "world_0001" / "representation.safetensors"
+    vectors.write_bytes(vectors.read_bytes()[:100])  # half-written safetensors
+    with pytest.raises(CorruptFolderError, match=r"world_0001/representation\.safetensors"):
+        EntityIndex(torch.nn.Linear(2, 2)).load(folder)
