@@ -208,3 +208,19 @@ def test_empty_knowledge_base_is_refused(dual_dir, tmp_path):
         linker.build_index(empty)
     with pytest.raises(ValueError, match="no entity index"):
         linker.link(["the [START_ENT] jedi [END_ENT] order"])
+
+
+def test_dictionary_detection_uses_the_texts_own_world(dual_dir, zeshel, built_index):
+    _, entities = zeshel
+    linker = EntityLinker.from_pretrained(dual_dir, show_progress=False).load_index(built_index[0])
+    titles = {
+        w: [t for t, x in zip(entities["title"], entities["world"], strict=True) if x == w]
+        for w in linker.worlds
+    }
+    own, other = titles["starwars"][0], titles["military"][0]
+    text = f"first {own} then {other} ."
+    (result,) = linker.link([{"world": "starwars", "text": text}], top_k=2)
+    assert [m.surface for m in result.mentions] == [
+        own
+    ]  # military titles are not looked for in a starwars text
+    assert all(e.world == "starwars" for m in result.mentions for e in m.entities)

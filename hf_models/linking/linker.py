@@ -107,7 +107,7 @@ class EntityLinker:
         self.entities: dict[
             str, datasets.Dataset
         ] = {}  # world -> entity_id, title, text, aliases (row order)
-        self._dictionary: DictionaryDetector | None = None
+        self._dictionary: dict[str | None, DictionaryDetector] = {}
         self._cache: dict[str, tuple[list[str], list[str], datasets.Dataset]] = {}
 
     @classmethod
@@ -156,7 +156,7 @@ class EntityLinker:
         with quiet_datasets():
             featurized = featurize_entities(table, self.tokenizer, self.max_length, markers=self.markers)
         self.index = self._new_index(**self.index_kwargs)
-        self.entities, self._dictionary, self._cache = {}, None, {}
+        self.entities, self._dictionary, self._cache = {}, {}, {}
         positions: dict[str, list[int]] = {}
         for position, world in enumerate(table["world"]):
             positions.setdefault(world, []).append(position)
@@ -242,7 +242,7 @@ class EntityLinker:
             if isinstance(error, FileNotFoundError | ValueError) and str(folder) in str(error):
                 raise
             raise ValueError(f"{folder / VECTORS_DIR}: cannot load the entity vectors ({error})") from error
-        self.entities, self._dictionary, self._cache = {}, None, {}
+        self.entities, self._dictionary, self._cache = {}, {}, {}
         for world, name in entity_files.items():
             try:
                 with quiet_datasets():
@@ -267,16 +267,28 @@ class EntityLinker:
         if not self.index.worlds:
             raise ValueError("no entity index: call build_index(entities) or load_index(directory) first")
 
-    def dictionary_detector(self) -> DictionaryDetector:
-        """The default detector: titles and aliases of every indexed entity (built once per index)."""
-        if self._dictionary is None:
+    def dictionary_detector(self, world: str | None = None) -> DictionaryDetector:
+        """The default detector: the titles and aliases of one world's entities (None: of every world), built
+        once per index and world."""
+        if world not in self._dictionary:
             titles, aliases = [], []
-            for rows in self.entities.values():
-                titles.extend(rows["title"])
-                if ALIASES_COLUMN in rows.column_names:
-                    aliases.extend(rows[ALIASES_COLUMN])
-            self._dictionary = DictionaryDetector.from_entities(titles, aliases)
-        return self._dictionary
+            for name, rows in self.entities.items():
+                if world is None or name == world:
+                    titles.extend(rows["title"])
+                    if ALIASES_COLUMN in rows.column_names:
+                        aliases.extend(rows[ALIASES_COLUMN])
+            self._dictionary[world] = DictionaryDetector.from_entities(titles, aliases)
+        return self._dictionary[world]
+
+    def _detect(self, texts: Sequence[TextInput], detector: Detector | None) -> list[list[tuple[int, int]]]:
+        """Spans of texts without spans: the given detector, the linker's, or each world's dictionary."""
+        detector = detector or self.detector
+        if detector is not None:
+            return [sorted(found) for found in detector([t.text for t in texts])]
+        spans: list[list[tuple[int, int]]] = [[] for _ in texts]
+        for i, text in enumerate(texts):
+            spans[i] = self.dictionary_detector(text.world).find(text.text)
+        return spans
 
     # ------------------------------------------------------------------ linking
     def link(
@@ -308,12 +320,11 @@ class EntityLinker:
         items = list(inputs)
         names = list(where) if where is not None else [f"input {i}" for i in range(len(items))]
         parsed = [self._resolve_world(parse_input(item, names[i]), names[i]) for i, item in enumerate(items)]
-        detect = detector or self.detector or self.dictionary_detector()
         results: list[LinkResult] = []
         batches = range(0, len(parsed), self.batch_size)
         for first in tqdm(batches, desc="linking", disable=not self.show_progress or len(batches) < 2):
             results.extend(
-                self._link_texts(parsed[first : first + self.batch_size], top_k, threshold, detect)
+                self._link_texts(parsed[first : first + self.batch_size], top_k, threshold, detector)
             )
         return results
 
@@ -331,13 +342,14 @@ class EntityLinker:
 
     @torch.no_grad()
     def _link_texts(
-        self, texts: Sequence[TextInput], top_k: int, threshold: float, detect: Detector
+        self, texts: Sequence[TextInput], top_k: int, threshold: float, detector: Detector | None
     ) -> list[LinkResult]:
         undetected = [i for i, t in enumerate(texts) if t.spans is None]
         spans = [list(t.spans or []) for t in texts]
         if undetected:
-            for i, found in zip(undetected, detect([texts[i].text for i in undetected]), strict=True):
-                spans[i] = sorted(found)
+            found = self._detect([texts[i] for i in undetected], detector)
+            for i, text_spans in zip(undetected, found, strict=True):
+                spans[i] = text_spans
         mentions = [(i, s, e) for i, text_spans in enumerate(spans) for s, e in text_spans]
         results = [LinkResult(text=t.text, world=t.world) for t in texts]
         if not mentions:
