@@ -99,9 +99,30 @@ def parse_config(
         if unknown:
             hints = "".join(_suggestion(key, sorted(known)) for key in unknown[:1])
             raise ValueError(f"{config_path}: unknown key(s) {unknown}{hints}")
-        parser.set_defaults(**values)
+        parser.set_defaults(**_typed_yaml_values(parser, values, config_path))
         _relax_required(parser, values)
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _typed_yaml_values(parser, values: dict, config_path) -> dict:
+    """YAML values checked against the flag's type (argparse does not convert defaults): ``num_candidates: 3.7``
+    is an error naming the key and the file, not a float that fails deep inside training."""
+    actions = {action.dest: action for action in parser._actions}
+    typed = dict(values)
+    for key, value in values.items():
+        action = actions.get(key)
+        if action is None or value is None or isinstance(value, str) or action.type not in (int, float):
+            continue  # strings are converted (and checked) by argparse like a command-line value
+        integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (action.type is int and not integral)
+        ):
+            kind = "an integer" if action.type is int else "a number"
+            raise ValueError(f"{config_path}: key {key!r} must be {kind}, got {value!r}")
+        typed[key] = action.type(value)
+    return typed
 
 
 def _relax_required(parser, values: dict) -> None:

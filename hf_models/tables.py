@@ -22,6 +22,8 @@ class EntityTable:
     def __post_init__(self) -> None:
         self.row_of = {}
         for row, entity_id in enumerate(self.entity_ids):
+            if not entity_id:
+                raise ValueError(f"entity row {row} (world {self.worlds[row]!r}) has an empty entity_id")
             if entity_id in self.row_of:
                 raise ValueError(
                     f"duplicate entity_id {entity_id!r} (rows {self.row_of[entity_id]} and {row})"
@@ -82,6 +84,14 @@ class MentionTable:
             ("mention_id", "world", "label_id", "mention", "mention_input_ids", "mention_attention_mask"),
             split,
         )
+        first_row: dict[str, int] = {}
+        for row, mention_id in enumerate(dataset["mention_id"]):
+            if not mention_id or mention_id in first_row:
+                problem = (
+                    "an empty mention_id" if not mention_id else f"rows {first_row[mention_id]} and {row}"
+                )
+                raise ValueError(f"{split}: duplicate or empty mention_id {mention_id!r} ({problem})")
+            first_row[mention_id] = row
         gold_rows = []
         for mention_id, world, label in zip(
             dataset["mention_id"], dataset["world"], dataset["label_id"], strict=True

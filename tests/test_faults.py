@@ -135,3 +135,38 @@ def test_index_load_checks_manifest(tmp_path):
     vectors.write_bytes(vectors.read_bytes()[:100])  # half-written safetensors
     with pytest.raises(CorruptFolderError, match=r"world_0001/representation\.safetensors"):
         EntityIndex(torch.nn.Linear(2, 2)).load(folder)
+
+
+# ------------------------------------------------------------------------------------------ write_processed
+def tables(seed: int):
+    from .conftest import make_tiny_tables
+
+    return make_tiny_tables({"alpha": "train", "beta": "val", "gamma": "test"}, 3, 2, seed=seed)
+
+
+PROCESSED_POINTS = [
+    "processed:after_split@2",  # train and val written, test not yet (the state issue 9 found)
+    "atomic:before_fsync",
+    "atomic:before_swap",
+    "atomic:between_renames",
+    "atomic:after_swap",
+]
+
+
+@pytest.mark.parametrize("point", PROCESSED_POINTS)
+def test_write_processed_killed_loads_previous_or_new(tmp_path, point):
+    from data_scripts.io import load_processed, write_processed
+
+    folder = tmp_path / "data"
+    old_mentions, old_entities = tables(seed=1)
+    write_processed(old_mentions, old_entities, folder)
+    new_mentions, new_entities = tables(seed=2)
+    rc = killed_in_child(lambda: write_processed(new_mentions, new_entities, folder), fault=point)
+    assert rc == -signal.SIGKILL, f"the kill point {point} was never reached"
+    mentions, entities = load_processed(folder)
+    loaded = ({s: d.to_list() for s, d in mentions.items()}, sorted(entities["entity_id"]))
+    previous = ({s: d.to_list() for s, d in old_mentions.items()}, sorted(old_entities["entity_id"]))
+    new = ({s: d.to_list() for s, d in new_mentions.items()}, sorted(new_entities["entity_id"]))
+    assert loaded == (new if point == "atomic:after_swap" else previous)
+    write_processed(new_mentions, new_entities, folder)  # the next write cleans up after the killed one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
