@@ -178,6 +178,31 @@ class InputFormat:
             raise ValueError(f"{type(tokenizer).__name__} has neither [CLS]/[SEP] nor BOS/EOS tokens")
         return MarkerIds(*ids, cls=cls, sep=sep, pad=pad)
 
+    def resolve_max_length(
+        self, override: int | None = None, default: int | None = None, what: str = "model"
+    ) -> int:
+        """The input length to use with this model: ``override`` (explicit; logged when it differs from the recorded
+        ``max_length``), else the recorded one, else ``default`` (logged as a guess); ValueError when none is known."""
+        if override is not None:
+            if self.max_length is not None and override != self.max_length:
+                logger.warning(
+                    "max_length=%d overrides the %d the %s was trained with (explicit override)",
+                    override,
+                    self.max_length,
+                    what,
+                )
+            return self._length(override)
+        if self.max_length is not None:
+            return self.max_length
+        if default is None:
+            raise ValueError(f"max_length: the {what}'s config records no input length; pass max_length=")
+        logger.warning(
+            "the %s's config records no max_length (saved before the input format was recorded): using %d",
+            what,
+            default,
+        )
+        return self._length(default)
+
     def _length(self, max_length: int | None) -> int:
         length = max_length if max_length is not None else self.max_length
         if length is None:

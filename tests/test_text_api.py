@@ -246,3 +246,16 @@ def test_config_for_records_format() -> None:
     config = config_for("multi", m=4, max_length=64, title_marker="[SEP_T]")
     assert InputFormat.from_config(config).entity_text("A", "b") == "A [SEP_T] b"
     assert REPO_ROOT.exists()
+
+
+def test_linker_uses_each_models_recorded_length(saved_models, caplog) -> None:
+    from hf_models.linking.linker import EntityLinker
+
+    linker = EntityLinker.from_pretrained(saved_models["dual"], reranker=saved_models["joint"], device="cpu")
+    assert linker.max_length == linker.reranker_max_length == MAX_LENGTH
+    with caplog.at_level("WARNING"):
+        linker = EntityLinker.from_pretrained(saved_models["dual"], device="cpu", max_length=64)
+    assert linker.max_length == 64 and "explicit override" in caplog.text
+    with pytest.raises(ValueError, match="max_length"):
+        InputFormat().resolve_max_length()
+    assert InputFormat().resolve_max_length(None, 128) == 128

@@ -62,7 +62,8 @@ class EntityLinker:
         tokenizer: the retriever's tokenizer (the marker tokens are registered on it).
         reranker: an optional :class:`~hf_models.modeling_joint.JointRerankerModel` for the top-k.
         reranker_tokenizer: the reranker's tokenizer (default: ``tokenizer``).
-        max_length: mention and entity input length (default: the retriever config's ``max_length``, else 128).
+        max_length: the retriever's mention and entity input length: default the ``max_length`` its config records
+            (else 128, logged); a different value is an explicit override (logged). The reranker uses its own.
         batch_size: texts per linking batch (also the encoder batch size).
         rerank_batch_size: mentions per reranker batch (each with its top-k candidates).
         detector: mention detector for texts without spans: None = a :class:`DictionaryDetector` over the
@@ -96,7 +97,10 @@ class EntityLinker:
         self.reranker_markers = config_markers(reranker.config) if reranker is not None else self.markers
         if reranker is not None:
             prepare_tokenizer(self.reranker_tokenizer, self.reranker_markers)
-        self.max_length = max_length or InputFormat.from_config(retriever.config).max_length or 128
+        # the length the retriever was trained with (config.max_length); max_length= is an explicit, logged override
+        self.max_length = InputFormat.from_config(retriever.config).resolve_max_length(
+            max_length, 128, "retriever"
+        )
         self.batch_size = batch_size
         self.rerank_batch_size = rerank_batch_size
         self.show_progress = show_progress
@@ -139,6 +143,12 @@ class EntityLinker:
                 None if str(detector) == "dictionary" else TrainedDetector.from_pretrained(detector, device)
             )
         return cls(model, tokenizer, joint, joint_tokenizer, detector=detector, **kwargs)
+
+    @property
+    def reranker_max_length(self) -> int:
+        """The reranker's input length per side: the one its config records, else the retriever's."""
+        recorded = None if self.reranker is None else InputFormat.from_config(self.reranker.config).max_length
+        return recorded or self.max_length
 
     def _new_index(self, **index_kwargs: Any) -> EntityIndex:
         return EntityIndex(

@@ -25,7 +25,11 @@ def rerank_mentions(linker, world: str, mentions: Sequence[dict[str, Any]], rank
 
     ``mentions``: dicts with left_context / mention / right_context; ``ranking``: rows of ``world`` [M, k].
     """
-    tokenizer, markers, length = linker.reranker_tokenizer, linker.reranker_markers, linker.max_length
+    tokenizer, markers, length = (
+        linker.reranker_tokenizer,
+        linker.reranker_markers,
+        linker.reranker_max_length,
+    )
     used = sorted({r for r in ranking.rows.flatten().tolist() if r >= 0})
     local = {row: position for position, row in enumerate(used)}
     entity_rows = linker.entities[world].select(used)
