@@ -170,3 +170,37 @@ def test_write_processed_killed_loads_previous_or_new(tmp_path, point):
     assert loaded == (new if point == "atomic:after_swap" else previous)
     write_processed(new_mentions, new_entities, folder)  # the next write cleans up after the killed one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+# -------------------------------------------------------------------------------------- EntityLinker.save_index
+@pytest.mark.parametrize(("kind", "point"), [("patch", "save_file"), ("fault", "index:after_entity_ids")])
+def test_linker_save_index_killed_links_with_the_previous_index(tmp_path, tiny_bert_dir, kind, point):
+    """Issue 9's case: rebuilding an index with another knowledge base, killed mid-save, must not link new entity
+    rows with old vectors."""
+    from hf_models import DualEncoderModel
+    from hf_models.linking import EntityLinker
+
+    from .conftest import make_tiny_tables
+    from .test_linker import save_retriever
+
+    retriever = save_retriever(DualEncoderModel, tiny_bert_dir, tmp_path / "dual")
+    mentions, entities = make_tiny_tables({"alpha": "train"}, entities_per_world=8, mentions_per_world=4)
+    records = [
+        {k: r[k] for k in ("left_context", "mention", "right_context", "world")} for r in mentions["train"]
+    ]
+    old = EntityLinker.from_pretrained(retriever, max_length=24, show_progress=False).build_index(entities)
+    folder = old.save_index(tmp_path / "kb")
+    expected = [result.to_dict() for result in old.link(records, top_k=3)]
+    other_kb = entities.select(list(reversed(range(len(entities))))).select(range(6))  # new rows, new order
+    new = EntityLinker.from_pretrained(retriever, max_length=24, show_progress=False).build_index(other_kb)
+
+    def save():
+        if kind == "patch":
+            import safetensors.torch
+
+            safetensors.torch.save_file = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+        new.save_index(folder)
+
+    assert killed_in_child(save, fault=point if kind == "fault" else None) == -signal.SIGKILL
+    reloaded = EntityLinker.from_pretrained(retriever, max_length=24, show_progress=False).load_index(folder)
+    assert [result.to_dict() for result in reloaded.link(records, top_k=3)] == expected
