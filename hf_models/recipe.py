@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, set_seed
 
+from .atomic import atomic_write_text
 from .callbacks import FixedNegatives
 from .config_parsing import parse_config
 from .evaluation import (
@@ -360,7 +361,7 @@ def finish(trainer: NCETrainer, results: dict, push: bool, push_candidates: bool
         write_model_card(
             output_dir, trainer.model.config, trainer.args, final, trainer.dataset_name, trainer.base_model
         )
-        (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+        atomic_write_text(output_dir / "metrics.json", json.dumps(results, indent=2))
         print_metrics(results)
         if push:
             url = push_folder(
