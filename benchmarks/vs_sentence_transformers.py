@@ -1,0 +1,445 @@
+"""The practitioner's baseline vs this repo's recipes, side by side on the same tables (issue 14).
+
+Every system trains the same encoder (the packaged all-MiniLM-L6-v2) on the SAME training mentions for the same
+number of epochs, and is evaluated by THIS repo's evaluation (world-restricted top-k; recall@1/8/64 micro, accuracy
+macro over worlds): the sentence-transformers model is converted to a ``DualEncoderModel`` with the same pooling and
+similarity (mean pooling, one shared encoder, cosine), so both sides go through the same ``EntityIndex``.
+
+* ``st-mnrl`` -- what a practitioner would write with sentence-transformers: ``mine_hard_negatives`` (1 hard negative
+  per mention, defaults otherwise, over the training entities) + ``MultipleNegativesRankingLoss`` (in-batch negatives,
+  cosine x 20), mean pooling, one shared encoder, batch 32, lr 5e-5, bf16, ``NO_DUPLICATES`` batches.
+* ``paper-dual-random`` / ``paper-dual-hard`` -- ``recipes/zeshel_dual.py`` as the issue ran it (leftmost, dot
+  product, two encoders, K = 16, batch 8, lr 5e-5), re-mined every epoch.
+* the other rows change one thing at a time on the way to ``ours`` (see ``SYSTEMS``).
+* ``pylate`` -- the multi-vector peer of ``som``: PyLate's ColBERT (MiniLM + a 128-d projection, its contrastive
+  loss with in-batch negatives and the same mined hard negative, batch 32), trained in its own venv
+  (``--pylate_python``, see ``benchmarks/_pylate_peer.py``: PyLate pins sentence-transformers 5.3 / transformers
+  <= 5.3, which cannot be installed beside this repo's) and scored by MaxSim over each world; the rankings are
+  evaluated here. ``som-ours`` is the repo's som with the ``ours`` training settings.
+
+Wall time: ``train s`` = model build + every mining pass + training (what differs between systems); ``eval s`` =
+encoding the evaluation pools and searching (the same code for every row). Text and tokenization are shared and not
+timed. Two variants of the embedded data: ``world`` (each mention searches its own world, as in Zeshel) and ``pool``
+(every mention searches ALL 9,329 entities of all worlds; training negatives come from all training entities), where
+recall@64 is not saturated.
+
+    python benchmarks/vs_sentence_transformers.py --variant world
+    python benchmarks/vs_sentence_transformers.py --variant pool --systems st-mnrl ours
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+ST_ROW = "st-mnrl"
+PYLATE_ROW = "pylate"
+PAPER = {  # the issue's run of recipes/zeshel_dual.py
+    "architecture": "dual",
+    "reduction": "leftmost",
+    "similarity": "dot",
+    "similarity_scale": 20.0,
+    "shared_encoder": False,
+    "num_candidates": 16,
+    "per_device_train_batch_size": 8,
+    "share_candidates": False,
+}
+# Each row: overrides of PAPER. "ours" is the configuration the README recommends for practitioners.
+SYSTEMS: dict[str, dict] = {
+    "paper-dual-random": {**PAPER, "negatives": "random"},
+    "paper-dual-hard": {**PAPER, "negatives": "hard"},
+    "dual-hard-shared-B32-K2": {
+        **PAPER,
+        "negatives": "hard",
+        "share_candidates": True,
+        "num_candidates": 2,
+        "per_device_train_batch_size": 32,
+    },
+    "+cosine": {
+        **PAPER,
+        "negatives": "hard",
+        "share_candidates": True,
+        "num_candidates": 2,
+        "per_device_train_batch_size": 32,
+        "similarity": "cosine",
+    },
+    "+mean": {
+        **PAPER,
+        "negatives": "hard",
+        "share_candidates": True,
+        "num_candidates": 2,
+        "per_device_train_batch_size": 32,
+        "similarity": "cosine",
+        "reduction": "mean",
+    },
+    "ours": {
+        **PAPER,
+        "negatives": "hard",
+        "share_candidates": True,
+        "num_candidates": 2,
+        "per_device_train_batch_size": 32,
+        "similarity": "cosine",
+        "reduction": "mean",
+        "shared_encoder": True,
+    },
+    "ours-K4": {
+        **PAPER,
+        "negatives": "hard",
+        "share_candidates": True,
+        "num_candidates": 4,
+        "per_device_train_batch_size": 16,
+        "similarity": "cosine",
+        "reduction": "mean",
+        "shared_encoder": True,
+    },
+    "som-paper-hard": {**PAPER, "architecture": "som", "negatives": "hard"},
+    "som-ours": {
+        **PAPER,
+        "architecture": "som",
+        "negatives": "hard",
+        "share_candidates": True,
+        "num_candidates": 2,
+        "per_device_train_batch_size": 32,
+        "similarity": "cosine",
+        "similarity_scale": 1.0,  # a sum of up to T cosines: no extra temperature (as ColBERT / PyLate)
+        "shared_encoder": True,
+    },
+}
+DEFAULT_ROWS = [ST_ROW, "paper-dual-random", "paper-dual-hard", "ours"]
+KEYS = ("recall@1", "recall@8", "recall@64", "unnormalized_accuracy")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--systems", nargs="+", default=DEFAULT_ROWS, choices=[ST_ROW, PYLATE_ROW, *SYSTEMS])
+    parser.add_argument(
+        "--pylate_python", default=None, help="python of a venv with PyLate installed (for --systems pylate)"
+    )
+    parser.add_argument("--variant", choices=["world", "pool"], default="world")
+    parser.add_argument("--dataset_dir", default=str(REPO / "data" / "glossary_el"))
+    parser.add_argument("--max_train_mentions", type=int, default=1600)
+    parser.add_argument("--max_eval_mentions", type=int, default=None)
+    parser.add_argument("--max_length", type=int, default=48)
+    parser.add_argument("--num_train_epochs", type=int, default=2)
+    parser.add_argument("--learning_rate", type=float, default=5e-5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--output_dir", default="outputs/bench_vs_st")
+    return parser.parse_args()
+
+
+# ----------------------------------------------------------------------------------------------- data
+@dataclass
+class Tables:
+    train: object  # MentionTable
+    train_entities: object  # EntityTable (the training pool)
+    evals: dict  # split -> MentionTable
+    eval_entities: object  # EntityTable
+    tokenizer: object
+
+
+def _relabel(dataset, world: str):
+    return dataset.map(lambda _: {"world": world}, desc=f"world -> {world}")
+
+
+def load_tables(cli: argparse.Namespace, tokenizer) -> Tables:
+    """Featurize the processed tables once; the `pool` variant merges the worlds into one retrieval pool."""
+    from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
+    from data_scripts.io import load_processed
+    from hf_models.tables import EntityTable, MentionTable
+
+    prepare_tokenizer(tokenizer)
+    mentions, entities = load_processed(cli.dataset_dir)
+    train = (
+        mentions["train"].shuffle(seed=0).select(range(min(cli.max_train_mentions, len(mentions["train"]))))
+    )
+    evals = {s: mentions[s] for s in ("val", "test") if s in mentions}
+    if cli.max_eval_mentions:
+        evals = {
+            s: d.shuffle(seed=0).select(range(min(cli.max_eval_mentions, len(d)))) for s, d in evals.items()
+        }
+    train_worlds = set(train.unique("world"))
+    if cli.variant == "pool":
+        train_entities = _relabel(entities.filter(lambda r: r["world"] in train_worlds), "train-pool")
+        entities, train = _relabel(entities, "all"), _relabel(train, "train-pool")
+        evals = {s: _relabel(d, "all") for s, d in evals.items()}
+    featurized = EntityTable.from_dataset(featurize_entities(entities, tokenizer, max_length=cli.max_length))
+    train_table = featurized
+    if cli.variant == "pool":
+        train_table = EntityTable.from_dataset(
+            featurize_entities(train_entities, tokenizer, max_length=cli.max_length)
+        )
+    return Tables(
+        train=MentionTable.from_dataset(
+            featurize_mentions(train, tokenizer, max_length=cli.max_length), train_table, split="train"
+        ),
+        train_entities=train_table,
+        evals={
+            s: MentionTable.from_dataset(
+                featurize_mentions(d, tokenizer, max_length=cli.max_length), featurized, s
+            )
+            for s, d in evals.items()
+        },
+        eval_entities=featurized,
+        tokenizer=tokenizer,
+    )
+
+
+def decode(tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[str]:
+    """The exact inputs the repo's models see, as text for sentence-transformers ([CLS]/[SEP]/padding dropped)."""
+    texts = []
+    for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True):
+        ids = [i for i, m in zip(ids, mask, strict=True) if m][1:-1]
+        texts.append(tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+    return texts
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def evaluate(model, tables: Tables, batch_size: int = 128) -> tuple[dict, float]:
+    """This repo's evaluation of any retriever on the eval splits -> ({split: metrics}, seconds)."""
+    from hf_models.entity_index import EntityIndex
+    from hf_models.evaluation import evaluate_ranking, retrieve
+
+    start = time.perf_counter()
+    model.eval()
+    index = EntityIndex(model, None, batch_size=batch_size, encode_dtype="auto", show_progress=False)
+    results = {}
+    for split, mentions in tables.evals.items():
+        ranking = retrieve(index, mentions, tables.eval_entities, k=64)
+        results[split] = evaluate_ranking(ranking, mentions, tables.eval_entities, ks=(1, 8, 64))
+    return results, time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------------- sentence-transformers
+def train_sentence_transformers(cli: argparse.Namespace, tables: Tables, encoder: str, train: bool = True):
+    """The MNRL baseline; returns it as a DualEncoderModel (mean pooling, shared encoder, cosine x 20).
+
+    ``train=False`` stops after ``mine_hard_negatives`` and returns the (anchor, positive, negative) triplets.
+    """
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+    from sentence_transformers.util import mine_hard_negatives
+
+    from data_scripts.featurize import prepare_tokenizer
+    from hf_models import DualConfig, DualEncoderModel
+
+    tok = tables.tokenizer
+    anchors = decode(tok, tables.train.input_ids, tables.train.attention_mask)
+    entity_texts = decode(tok, tables.train_entities.input_ids, tables.train_entities.attention_mask)
+    positives = [entity_texts[row] for row in tables.train.gold_rows.tolist()]
+    model = SentenceTransformer(encoder, device="cpu")
+    model.max_seq_length = cli.max_length
+    prepare_tokenizer(model.tokenizer)  # the markers stay single tokens, as in the repo's featurizer
+    pairs = Dataset.from_dict({"anchor": anchors, "positive": positives})
+    triplets = mine_hard_negatives(
+        pairs, model, corpus=entity_texts, num_negatives=1, batch_size=128, verbose=False
+    )
+    if not train:
+        return triplets
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(Path(cli.output_dir) / "st"),
+        num_train_epochs=cli.num_train_epochs,
+        per_device_train_batch_size=32,
+        learning_rate=cli.learning_rate,
+        bf16=True,
+        use_cpu=True,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=50,
+        seed=cli.seed,
+        disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=triplets, loss=MultipleNegativesRankingLoss(model)
+    )
+    trainer.train()
+    backbone = model[0].auto_model
+    config = DualConfig(
+        query_reduction="mean",
+        key_reduction="mean",
+        similarity="cosine",
+        similarity_scale=20.0,
+        shared_encoder=True,
+        mention_encoder=backbone.config.to_dict(),
+        entity_encoder=backbone.config.to_dict(),
+    )
+    retriever = DualEncoderModel(config)
+    state = {k: v for k, v in backbone.state_dict().items() if not k.startswith("pooler.")}
+    retriever.mention_encoder.load_state_dict(state)
+    return retriever, len(triplets)
+
+
+# ---------------------------------------------------------------------------------------------- PyLate
+def run_pylate(cli: argparse.Namespace, tables: Tables, encoder: str) -> tuple[dict, float, float, int]:
+    """PyLate's ColBERT (contrastive loss, in-batch + the same mined hard negative) in its own venv.
+
+    Returns ({split: metrics}, train seconds incl. mining, eval seconds, number of triplets).
+    """
+    import subprocess
+    import tempfile
+
+    from hf_models.evaluation import Ranking, evaluate_ranking
+
+    if not cli.pylate_python:
+        raise SystemExit(
+            "--systems pylate needs --pylate_python (a venv with `pip install pylate`, see the docstring)"
+        )
+    start = time.perf_counter()
+    triplets = train_sentence_transformers(cli, tables, encoder, train=False)
+    mining_seconds = time.perf_counter() - start
+    tok, entities = tables.tokenizer, tables.eval_entities
+    entity_texts = decode(tok, entities.input_ids, entities.attention_mask)
+    pools, layout = {}, {}
+    for split, mentions in tables.evals.items():
+        queries = decode(tok, mentions.input_ids, mentions.attention_mask)
+        for world, indices in mentions.indices_by_world().items():
+            rows = entities.rows_by_world[world]
+            pools[f"{split}/{world}"] = {
+                "documents": [entity_texts[r] for r in rows.tolist()],
+                "queries": [queries[i] for i in indices.tolist()],
+            }
+            layout[f"{split}/{world}"] = (split, indices, rows)
+    with tempfile.TemporaryDirectory() as scratch:
+        spec = {
+            "encoder": encoder,
+            "max_length": cli.max_length,
+            "epochs": cli.num_train_epochs,
+            "batch_size": 32,
+            "learning_rate": cli.learning_rate,
+            "seed": cli.seed,
+            "k": 64,
+            "output_dir": f"{scratch}/out",
+            "result_file": f"{scratch}/result.json",
+            "triplets": triplets.to_dict(),
+            "pools": pools,
+        }
+        Path(f"{scratch}/spec.json").write_text(json.dumps(spec))
+        peer = Path(__file__).with_name("_pylate_peer.py")
+        subprocess.run([cli.pylate_python, str(peer), f"{scratch}/spec.json"], check=True)
+        result = json.loads(Path(spec["result_file"]).read_text())
+    results = {}
+    for split, mentions in tables.evals.items():
+        rows = torch.full((len(mentions), 64), -1, dtype=torch.long)
+        for name, (pool_split, indices, world_rows) in layout.items():
+            if pool_split != split:
+                continue
+            for i, top in zip(indices.tolist(), result["rankings"][name], strict=True):
+                rows[i, : len(top)] = world_rows[torch.tensor(top, dtype=torch.long)]
+        scores = -torch.arange(64, dtype=torch.float).expand(len(mentions), 64).clone()  # rank order only
+        results[split] = evaluate_ranking(
+            Ranking(rows=rows, scores=scores), mentions, entities, ks=(1, 8, 64)
+        )
+    return results, mining_seconds + result["train_s"], result["eval_s"], len(triplets)
+
+
+# ------------------------------------------------------------------------------------------ this repo
+def train_nce(cli: argparse.Namespace, tables: Tables, name: str, encoder: str):
+    """One NCETrainer run with the row's settings (mining at every epoch included)."""
+    from hf_models.recipe import ModelArguments, build_model
+    from hf_models.trainer import NCETrainer
+    from hf_models.training_args import NCETrainingArguments
+
+    settings = SYSTEMS[name]
+    model = build_model(
+        ModelArguments(
+            architecture=settings["architecture"],
+            encoder=encoder,
+            shared_encoder=settings["shared_encoder"],
+            reduction=settings["reduction"],
+            similarity=settings["similarity"],
+            similarity_scale=settings["similarity_scale"],
+        ),
+        tables.tokenizer,
+    )
+    args = NCETrainingArguments(
+        output_dir=str(Path(cli.output_dir) / name),
+        negatives=settings["negatives"],
+        num_candidates=settings["num_candidates"],
+        share_candidates=settings["share_candidates"],
+        per_device_train_batch_size=settings["per_device_train_batch_size"],
+        learning_rate=cli.learning_rate,
+        num_train_epochs=cli.num_train_epochs,
+        optim="adamw_torch",
+        weight_decay=0.0,
+        bf16=True,
+        use_cpu=True,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        logging_steps=50,
+        seed=cli.seed,
+        mining_batch_size=128,
+        mining_chunk_size=512,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = NCETrainer(model, args, tables.train, tables.train_entities)
+    trainer.train()
+    return trainer.model, trainer.state.global_step
+
+
+def main() -> None:
+    from transformers import AutoTokenizer, set_seed
+
+    from hf_models.recipe import resolve_encoder
+
+    cli = parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    encoder = resolve_encoder("embedded")
+    tables = load_tables(cli, AutoTokenizer.from_pretrained(encoder))
+    rows = []
+    out = Path(cli.output_dir) / cli.variant
+    out.mkdir(parents=True, exist_ok=True)
+    for name in cli.systems:
+        set_seed(cli.seed)
+        start = time.perf_counter()
+        if name == PYLATE_ROW:
+            results, train_seconds, eval_seconds, steps = run_pylate(cli, tables, encoder)
+            model = None
+        else:
+            if name == ST_ROW:
+                model, steps = train_sentence_transformers(cli, tables, encoder)
+            else:
+                model, steps = train_nce(cli, tables, name, encoder)
+            train_seconds = time.perf_counter() - start
+            results, eval_seconds = evaluate(model, tables)
+        rows.append(
+            {"system": name, "train_s": train_seconds, "eval_s": eval_seconds, "steps": steps, **results}
+        )
+        (out / "results.json").write_text(json.dumps(rows, indent=2))
+        print(f"done {name}: train {train_seconds:.0f} s, eval {eval_seconds:.0f} s, {results}", flush=True)
+        del model
+        gc.collect()
+    pool = len(tables.eval_entities) if cli.variant == "pool" else "its world's"
+    print(
+        f"\nvariant {cli.variant}: {len(tables.train)} training mentions, each eval mention searches {pool} entities; "
+        f"MiniLM-L6, {cli.max_length} wordpieces, {cli.num_train_epochs} epochs, lr {cli.learning_rate}, "
+        f"seed {cli.seed}, bf16 autocast, {torch.get_num_threads()} threads\n"
+    )
+    splits = list(tables.evals)
+    header = " | ".join(f"{s} {k.replace('unnormalized_accuracy', 'acc')}" for s in splits for k in KEYS)
+    print(f"| system | {header} | train s | eval s |")
+    print("|---|" + "---:|" * (len(splits) * len(KEYS) + 2))
+    for row in rows:
+        cells = " | ".join(f"{row[s][k]:.2f}" for s in splits for k in KEYS)
+        print(f"| {row['system']} | {cells} | {row['train_s']:.0f} | {row['eval_s']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
