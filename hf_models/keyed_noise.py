@@ -47,13 +47,21 @@ def _shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
     return (x >> bits) & ((1 << (64 - bits)) - 1)
 
 
+def fmix64_(x: torch.Tensor) -> torch.Tensor:
+    """In-place :func:`fmix64` (one scratch tensor; the hot loop of streaming mining)."""
+    scratch = torch.empty_like(x)
+    low_bits = (1 << 31) - 1  # mask of a logical right shift by 33
+    for multiplier in (_signed(_FMIX_1), _signed(_FMIX_2), None):
+        torch.bitwise_right_shift(x, 33, out=scratch)
+        x.bitwise_xor_(scratch.bitwise_and_(low_bits))
+        if multiplier is not None:
+            x.mul_(multiplier)
+    return x
+
+
 def fmix64(x: torch.Tensor) -> torch.Tensor:
     """MurmurHash3's fmix64 on int64 tensors (two's-complement wrap-around multiplication), any shape."""
-    x = x ^ _shift_right(x, 33)
-    x = x * _signed(_FMIX_1)
-    x = x ^ _shift_right(x, 33)
-    x = x * _signed(_FMIX_2)
-    return x ^ _shift_right(x, 33)
+    return fmix64_(x.clone())
 
 
 def string_keys(ids: Sequence[str]) -> torch.Tensor:
@@ -66,8 +74,9 @@ def string_keys(ids: Sequence[str]) -> torch.Tensor:
 
 
 def _to_unit(bits: torch.Tensor) -> torch.Tensor:
-    """int64 random bits -> float64 uniform in (0, 1) from the top 53 bits (never exactly 0 or 1)."""
-    return (_shift_right(bits, 11).double() + 0.5) * 2.0**-53
+    """int64 random bits -> float64 uniform in (0, 1) from the top 53 bits (never exactly 0 or 1); consumes bits."""
+    top = bits.bitwise_right_shift_(11).bitwise_and_((1 << 53) - 1).double()
+    return top.add_(0.5).mul_(2.0**-53)
 
 
 class KeyedNoise:
@@ -125,7 +134,7 @@ class KeyedNoise:
             if num_cols is not None and num_cols != cols.shape[0]:
                 raise ValueError(f"num_cols={num_cols} but the noise has {cols.shape[0]} column keys")
         col_state = fmix64(cols * _signed(_GOLDEN) + 0x2545F4914F6CDD1D)  # [E]
-        return _to_unit(fmix64(self._row_state.to(device)[:, None] ^ col_state[None, :]))  # [n, E]
+        return _to_unit(fmix64_(self._row_state.to(device)[:, None] ^ col_state[None, :]))  # [n, E]
 
     def gumbel(self, num_cols: int | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
         """Gumbel(0, 1) = -log(-log U) per (row, column) -> [n, E] float64."""
@@ -138,4 +147,4 @@ class KeyedNoise:
             dtype=torch.long,
             device=device,
         )
-        return _to_unit(fmix64(self._row_state.to(device)[:, None] ^ salt[None, :]))  # [n, C]
+        return _to_unit(fmix64_(self._row_state.to(device)[:, None] ^ salt[None, :]))  # [n, C]
