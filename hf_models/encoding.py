@@ -14,8 +14,8 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import torch
-from tqdm.auto import tqdm
 
+from .progress import tqdm
 from .scoring import Representation
 
 EncodeFn = Callable[[torch.Tensor, torch.Tensor], Representation]

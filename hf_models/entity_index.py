@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .atomic import (
     CorruptFolderError,
@@ -38,6 +37,7 @@ from .encoding import (  # noqa: F401  (re-exported: the encoding helpers used t
     model_state_key,
     resolve_encode_dtype,
 )
+from .progress import tqdm
 from .scoring import Representation
 
 logger = logging.getLogger(__name__)
@@ -185,9 +185,10 @@ class EntityIndex:
             self.model.train(was_training)
 
     def encode_entities_sharded(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, desc: str = "encoding entities"
     ) -> Representation:
-        """Encode [E, T] entities: each process encodes its 1/N contiguous shard, then all-gather."""
+        """Encode [E, T] entities: each process encodes its 1/N contiguous shard, then all-gather (``desc``: the
+        progress bar's label)."""
         n_rows = input_ids.shape[0]
         start, end = shard_bounds(n_rows, self.num_processes, self.process_index)
         was_training = self.model.training
@@ -198,7 +199,7 @@ class EntityIndex:
                     self.model.encode_entities,
                     input_ids[start:end],
                     attention_mask[start:end],
-                    "encoding entities",
+                    desc,
                 )
             else:  # more processes than rows: contribute an empty shard of the right shape
                 probe = self._encode(self.model.encode_entities, input_ids[:1], attention_mask[:1], "probe")
@@ -235,7 +236,7 @@ class EntityIndex:
         stale = [name for name, entry in self.worlds.items() if entry.source and entry.source[0] != state]
         for name in stale:  # encoded by an earlier model state: free them before encoding
             del self.worlds[name]
-        rep = self.encode_entities_sharded(input_ids, attention_mask)
+        rep = self.encode_entities_sharded(input_ids, attention_mask, f"encoding entities ({world})")
         entry = WorldEntities(
             entity_ids=list(entity_ids), representation=rep, source=(state, input_ids, attention_mask)
         )

@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from .entity_index import EntityIndex, gather_rows, shard_bounds
 from .keyed_noise import KeyedNoise, string_keys
+from .progress import tqdm
 from .samplers import (
     combine_hard_and_random,
     mixture_log_probs,

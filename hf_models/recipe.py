@@ -139,6 +139,11 @@ def setup_logging(args: NCETrainingArguments) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, stream=sys.stdout
     )
     logging.getLogger("hf_models").setLevel(level)
+    from .progress import interactive, set_progress
+
+    if not interactive():  # a log file or a pipe: no progress bars (they would write escape codes)
+        args.disable_tqdm = True
+    set_progress(not args.disable_tqdm)  # the package's and datasets' bars follow --disable_tqdm
 
 
 # --------------------------------------------------------------------------- data

@@ -20,7 +20,6 @@ from typing import Any
 
 import datasets
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
@@ -31,6 +30,7 @@ from ..evaluation import Ranking
 from ..input_format import InputFormat
 from ..modeling_joint import JointRerankerModel
 from ..modeling_retriever import RetrieverModel
+from ..progress import tqdm
 from .detection import DictionaryDetector, TrainedDetector
 from .fingerprints import check_fingerprints, model_fingerprint, tokenizer_fingerprint
 from .inputs import ALIASES_COLUMN, TextInput, load_entity_table, parse_input, quiet_datasets
