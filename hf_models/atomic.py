@@ -147,13 +147,19 @@ def replace_folder(new: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(target: str | Path) -> Iterator[Path]:
+def atomic_folder(target: str | Path, replaces: str | None = None) -> Iterator[Path]:
     """Yield a temporary sibling of ``target`` to write into; on success it replaces ``target`` atomically.
 
     On an exception the temporary folder is removed and ``target`` is left as it was. A process killed while
-    writing leaves ``target`` untouched (its temporary folder is removed by the next write).
+    writing leaves ``target`` untouched (its temporary folder is removed by the next write). With ``replaces``
+    (the file that marks a folder of this kind, e.g. ``worlds.json``) an existing non-empty ``target`` without
+    that file is refused instead of replaced: a user's unrelated folder is never deleted.
     """
     target = Path(target)
+    if replaces and target.is_dir() and any(target.iterdir()) and not (target / replaces).exists():
+        raise FileExistsError(
+            f"{target} is not empty and is not a folder written here (no {replaces}): refusing to replace it"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     temporary = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -373,7 +373,7 @@ class EntityIndex:
 
         folder = Path(directory)
         listing = {}
-        with atomic_folder(folder) as temporary:
+        with atomic_folder(folder, replaces=WORLDS_FILE) as temporary:
             for number, (world, entry) in enumerate(self.worlds.items()):
                 sub = temporary / f"world_{number:04d}"
                 sub.mkdir()

@@ -204,3 +204,13 @@ def test_linker_save_index_killed_links_with_the_previous_index(tmp_path, tiny_b
     assert killed_in_child(save, fault=point if kind == "fault" else None) == -signal.SIGKILL
     reloaded = EntityLinker.from_pretrained(retriever, max_length=24, show_progress=False).load_index(folder)
     assert [result.to_dict() for result in reloaded.link(records, top_k=3)] == expected
+
+
+def test_index_save_refuses_to_replace_an_unrelated_folder(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    with pytest.raises(
+        FileExistsError, match=r"notes is not empty and is not a folder written here \(no worlds"
+    ):
+        make_index(seed=1).save(tmp_path / "notes")
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"

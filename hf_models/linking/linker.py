@@ -204,7 +204,7 @@ class EntityLinker:
         folder = Path(directory)
         manifest = self.manifest()
         manifest["entity_files"], manifest["entity_ids_sha256"] = {}, {}
-        with atomic_folder(folder) as temporary:
+        with atomic_folder(folder, replaces=MANIFEST_FILE) as temporary:
             (temporary / ENTITIES_DIR).mkdir()
             for number, (world, rows) in enumerate(self.entities.items()):
                 name = f"{ENTITIES_DIR}/world_{number:04d}.parquet"
