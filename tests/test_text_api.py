@@ -259,3 +259,44 @@ def test_linker_uses_each_models_recorded_length(saved_models, caplog) -> None:
     with pytest.raises(ValueError, match="max_length"):
         InputFormat().resolve_max_length()
     assert InputFormat().resolve_max_length(None, 128) == 128
+
+
+def marker_free_tokenizer(size: int):
+    """A BERT tokenizer of ``size`` ids without [unusedN] (the featurizer then adds the markers as new ids)."""
+    from transformers import BertTokenizerFast
+
+    from .conftest import _vocab
+
+    tokens = list(dict.fromkeys(t for t in _vocab() if not t.startswith("[unused")))
+    tokens += [f"extra{i}" for i in range(size - len(tokens))]
+    return BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
+
+
+def test_embeddings_grow_only_for_markers_the_featurizer_added(tiny_bert_dir, caplog) -> None:
+    from hf_models.recipe import fit_embeddings
+
+    model = DualEncoderModel.from_encoder(str(tiny_bert_dir))
+    rows = model.mention_encoder.get_input_embeddings().num_embeddings
+    tokenizer = marker_free_tokenizer(rows - 3)
+    assert prepare_tokenizer(tokenizer) == 3
+    fit_embeddings(model, tokenizer)  # the new marker ids fit in the existing rows: nothing grows
+    assert model.mention_encoder.get_input_embeddings().num_embeddings == rows
+
+    tokenizer = marker_free_tokenizer(rows)  # as many ids as the encoder has rows, then 3 new marker ids
+    assert prepare_tokenizer(tokenizer) == 3
+    with caplog.at_level("WARNING"):
+        fit_embeddings(model, tokenizer)
+    assert model.mention_encoder.get_input_embeddings().num_embeddings == rows + 3
+    assert model.entity_encoder.get_input_embeddings().num_embeddings == rows + 3
+    assert model.config.mention_encoder["vocab_size"] == rows + 3
+    assert "marker token(s) ['[unused0]', '[unused1]', '[unused2]'] the featurizer added" in caplog.text
+
+
+def test_tokenizer_of_another_encoder_is_an_error(tiny_bert_dir) -> None:
+    from hf_models.recipe import fit_embeddings
+
+    model = DualEncoderModel.from_encoder(str(tiny_bert_dir))
+    tokenizer = marker_free_tokenizer(model.mention_encoder.get_input_embeddings().num_embeddings + 5)
+    prepare_tokenizer(tokenizer)
+    with pytest.raises(ValueError, match="does not belong to this encoder"):
+        fit_embeddings(model, tokenizer)
