@@ -5,6 +5,10 @@ of steps with the same K, and differs only in the negatives (and the architectur
 
     python benchmarks/negatives.py                       # ~20 minutes on 2 CPU cores
     python benchmarks/negatives.py --architectures dual --strategies random hard --max_train_mentions 160
+    python benchmarks/negatives.py --strategies hard --pools training world   # the negative pool as a column
+
+``--pools``: where negatives come from (``negative_pool``): ``training`` = all entities of all training worlds
+(the paper's setting), ``world`` = the mention's own world (the demo's default).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--architectures", nargs="+", default=["dual", "som"])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--pools", nargs="+", default=["world"], choices=["training", "world"])
     parser.add_argument("--max_train_mentions", type=int, default=320)
     parser.add_argument("--max_eval_mentions", type=int, default=400)
     parser.add_argument("--num_train_epochs", type=int, default=2)
@@ -42,10 +47,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run_one(cli: argparse.Namespace, architecture: str, strategy: str) -> dict:
-    output_dir = Path(cli.output_dir) / f"{architecture}_{strategy}"
+def run_one(cli: argparse.Namespace, architecture: str, strategy: str, pool: str = "world") -> dict:
+    output_dir = Path(cli.output_dir) / f"{architecture}_{strategy}_{pool}"
     argv = [
-        "--architecture", architecture, *STRATEGIES[strategy],
+        "--architecture", architecture, *STRATEGIES[strategy], "--negative_pool", pool,
         "--max_train_mentions", str(cli.max_train_mentions), "--max_eval_mentions", str(cli.max_eval_mentions),
         "--num_train_epochs", str(cli.num_train_epochs), "--num_candidates", str(cli.num_candidates),
         "--max_length", str(cli.max_length), "--learning_rate", str(cli.learning_rate), "--seed", str(cli.seed),
@@ -63,8 +68,9 @@ def main() -> None:
     rows = []
     for architecture in cli.architectures:
         for strategy in cli.strategies:
-            results = run_one(cli, architecture, strategy)
-            rows.append((architecture, strategy, results))
+            for pool in cli.pools:
+                results = run_one(cli, architecture, strategy, pool)
+                rows.append((architecture, strategy, pool, results))
             Path(cli.output_dir).mkdir(parents=True, exist_ok=True)
             (Path(cli.output_dir) / "results.json").write_text(json.dumps([list(r) for r in rows], indent=2))
     print(
@@ -72,13 +78,13 @@ def main() -> None:
         f"{cli.max_length} wordpieces, {cli.num_train_epochs} epochs, lr {cli.learning_rate}, seed {cli.seed}\n"
     )
     print(
-        "| architecture | negatives | val R@8 | val R@64 | val acc | test R@8 | test R@64 | test acc | seconds |"
+        "| architecture | negatives | pool | val R@8 | val R@64 | val acc | test R@8 | test R@64 | test acc | seconds |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for architecture, strategy, r in rows:
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for architecture, strategy, pool, r in rows:
         cells = [r.get(split, {}).get(key, float("nan")) for split in ("val", "test") for key in KEYS]
         print(
-            f"| {architecture} | {strategy} | "
+            f"| {architecture} | {strategy} | {pool} | "
             + " | ".join(f"{c:.2f}" for c in cells)
             + f" | {r['seconds']:.0f} |"
         )
