@@ -128,3 +128,27 @@ def test_dataset_card_declares_license_and_language(tmp_path, pretty_name, licen
     card = DatasetCard.load(tmp_path / "data" / "README.md")
     assert card.data.license == license_id
     assert card.data.language == ["en"]
+
+
+def test_recipe_finish_pushes_the_inference_folder(recipe_output, monkeypatch):
+    """--push_to_hub / --push_candidates reach push_folder; the card and metrics are written first."""
+    from types import SimpleNamespace
+
+    from hf_models import recipe
+    from hf_models.training_args import NCETrainingArguments
+
+    folder, inference = recipe_output
+    api = mock.MagicMock()
+    monkeypatch.setattr(
+        recipe, "push_folder", lambda *a, **k: push_folder(*a, api=api, **k) and "https://hub/commit"
+    )
+    args = NCETrainingArguments(output_dir=str(folder), report_to="none", use_cpu=True, hub_model_id="me/m")
+    model = SimpleNamespace(config=__import__("hf_models").DualConfig(max_length=32))
+    trainer = SimpleNamespace(
+        args=args, model=model, dataset_name="glossary_el", base_model="bert-base-uncased",
+        log=lambda metrics: None, save_model=lambda path: None, is_world_process_zero=lambda: True,
+    )  # fmt: skip
+    recipe.finish(trainer, {"val": {"recall@64": 50.0}}, push=True, push_candidates=True)
+    assert api.create_repo.call_args.args == ("me/m",)
+    assert pushed_files(api, folder) == inference | {"candidates/train.jsonl", "candidates/val.jsonl"}
+    assert "recall@64" in (folder / "README.md").read_text()
