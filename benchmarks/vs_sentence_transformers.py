@@ -207,15 +207,16 @@ def decode(tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> 
 def evaluate(model, tables: Tables, batch_size: int = 128) -> tuple[dict, float]:
     """This repo's evaluation of any retriever on the eval splits -> ({split: metrics}, seconds)."""
     from hf_models.entity_index import EntityIndex
-    from hf_models.evaluation import evaluate_ranking, retrieve
+    from hf_models.evaluation import evaluate_ranking, retrieve_splits
 
     start = time.perf_counter()
     model.eval()
     index = EntityIndex(model, None, batch_size=batch_size, encode_dtype="auto", show_progress=False)
-    results = {}
-    for split, mentions in tables.evals.items():
-        ranking = retrieve(index, mentions, tables.eval_entities, k=64)
-        results[split] = evaluate_ranking(ranking, mentions, tables.eval_entities, ks=(1, 8, 64))
+    rankings = retrieve_splits(index, tables.evals, tables.eval_entities, k=64)  # each pool encoded once
+    results = {
+        split: evaluate_ranking(rankings[split], mentions, tables.eval_entities, ks=(1, 8, 64))
+        for split, mentions in tables.evals.items()
+    }
     return results, time.perf_counter() - start
 
 

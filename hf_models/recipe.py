@@ -56,6 +56,26 @@ class ModelArguments:
         },
     )
     shared_encoder: bool = field(default=False, metadata={"help": "One encoder for mentions and entities."})
+    reduction: str = field(
+        default="leftmost",
+        metadata={
+            "help": "dual only: leftmost (the paper: the [CLS] vector), mean (mean over tokens, "
+            "sentence-transformers' pooling; not in the paper) or auto (the backbone's sentence-transformers pooling "
+            "config when it ships one -- mean or cls -- else leftmost).",
+            "choices": ["leftmost", "mean", "auto"],
+        },
+    )
+    similarity: str = field(
+        default="dot",
+        metadata={
+            "help": "dot (the paper: raw inner products) or cosine (L2-normalized vectors times similarity_scale; "
+            "not in the paper; hard-attention architectures only).",
+            "choices": ["dot", "cosine"],
+        },
+    )
+    similarity_scale: float = field(
+        default=20.0, metadata={"help": "Scale (inverse temperature) of the cosine similarity (MNRL's 20)."}
+    )
     init_from: str | None = field(
         default=None,
         metadata={"help": "A saved retriever folder to fine-tune (e.g. a converted BLINK dual encoder)."},
@@ -224,7 +244,24 @@ def build_model(model_args: ModelArguments, tokenizer, max_length: int | None = 
             raise ValueError(
                 f"architecture must be one of {sorted(MODEL_BY_ARCHITECTURE)} or 'joint', got {model_args.architecture!r}"
             )
-        kwargs = {"shared_encoder": model_args.shared_encoder}
+        kwargs = {
+            "shared_encoder": model_args.shared_encoder,
+            "similarity": model_args.similarity,
+            "similarity_scale": model_args.similarity_scale,
+        }
+        reduction = model_args.reduction
+        if reduction == "auto":
+            reduction = sentence_transformers_pooling(resolve_encoder(model_args.encoder))
+            if model_args.architecture != "dual":
+                reduction = "leftmost"
+            logger.info("--reduction auto: %s", reduction)
+        if reduction != "leftmost":
+            if model_args.architecture != "dual":
+                raise ValueError(
+                    f"--reduction {model_args.reduction}: only the dual architecture has a choice of reduction, "
+                    f"got --architecture {model_args.architecture}"
+                )
+            kwargs.update(query_reduction=reduction, key_reduction=reduction)
         if model_args.num_vectors is not None:
             kwargs["m"] = model_args.num_vectors
         model = MODEL_BY_ARCHITECTURE[model_args.architecture].from_encoder(
@@ -303,6 +340,31 @@ def resize_embeddings(model, vocab_size: int) -> None:
             getattr(model.config, name, None), dict
         ):  # the saved config must rebuild the same shapes
             getattr(model.config, name)["vocab_size"] = vocab_size
+
+
+def sentence_transformers_pooling(encoder_dir: str) -> str:
+    """The reduction matching a sentence-transformers checkpoint's pooling config: "mean" for mean pooling,
+    "leftmost" for CLS pooling or when the folder ships no pooling config (a plain transformers checkpoint)."""
+    modules_file = Path(encoder_dir) / "modules.json"
+    if not modules_file.is_file():
+        return "leftmost"
+    try:
+        modules = json.loads(modules_file.read_text())
+        pooling = next((m for m in modules if m.get("type", "").endswith("Pooling")), None)
+        if pooling is None:
+            return "leftmost"
+        pooling_file = Path(encoder_dir) / pooling.get("path", "") / "config.json"
+        config = json.loads(pooling_file.read_text())
+    except (OSError, ValueError, AttributeError) as error:
+        raise ValueError(f"{modules_file}: unreadable sentence-transformers pooling config ({error})") from error
+    if config.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if config.get("pooling_mode_cls_token"):
+        return "leftmost"
+    raise ValueError(
+        f"{pooling_file}: pooling {sorted(k for k, v in config.items() if v is True)} has no eq. (9) reduction "
+        "(use --reduction leftmost or mean)"
+    )
 
 
 # ------------------------------------------------------------------------ outputs

@@ -58,7 +58,11 @@ class NCETrainer(Trainer):
     ) -> None:
         self.store = NegativesStore()
         self.cross = is_cross_encoder(model)
-        collator = CandidateCollator(train_mentions, entities, self.store, cross=self.cross)
+        if args.share_candidates and self.cross:
+            raise ValueError("--share_candidates: the joint reranker scores (mention, entity) pairs; it cannot share")
+        collator = CandidateCollator(
+            train_mentions, entities, self.store, cross=self.cross, share_candidates=args.share_candidates
+        )
         super().__init__(
             model=model,
             args=args,
@@ -108,15 +112,18 @@ class NCETrainer(Trainer):
             backend=self.args.mining_backend,
             faiss_kind=self.args.faiss_kind,
             max_tokens=self.args.encode_max_tokens,
+            score_dtype=self.args.score_dtype,
         )
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """eq. (11), or the score-adjusted eq. (10) when args.loss == "adjusted"; the gold is candidate 0.
 
-        The model computes it (``candidate_loss``) from its scores [B, K] and the batch's negative_log_probs.
+        The model computes it (``candidate_loss``) from its scores [B, K] and the batch's negative_log_probs; with
+        ``args.share_candidates`` from the batch's shared candidate set (scores [B, B*K]).
         """
-        outputs = model(**inputs, loss=self.args.loss)
+        extra = {"share_candidates": True} if self.args.share_candidates else {}
+        outputs = model(**inputs, loss=self.args.loss, **extra)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     # ------------------------------------------------------------ evaluation

@@ -143,3 +143,19 @@ def test_som_takes_cosine_and_shares_candidates(tiny_bert_dir):
     assert out.scores.shape == (3, 9) and torch.isfinite(out.loss)
     paired = model(**inputs).scores  # [3, 3]
     torch.testing.assert_close(out.scores[:, 0], paired[:, 0], rtol=1e-4, atol=1e-4)
+
+
+def test_reduction_auto_reads_the_sentence_transformers_pooling_config(tmp_path, tiny_bert_dir):
+    import json
+
+    from hf_models.recipe import resolve_encoder, sentence_transformers_pooling
+
+    assert sentence_transformers_pooling(resolve_encoder("embedded")) == "mean"  # all-MiniLM-L6-v2: mean pooling
+    assert sentence_transformers_pooling(str(tiny_bert_dir)) == "leftmost"  # a plain transformers checkpoint
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "modules.json").write_text(json.dumps([{"type": "x.Pooling", "path": "1_Pooling"}]))
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    assert sentence_transformers_pooling(str(tmp_path)) == "leftmost"
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
+    with pytest.raises(ValueError, match="1_Pooling/config.json"):
+        sentence_transformers_pooling(str(tmp_path))
