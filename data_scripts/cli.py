@@ -9,7 +9,8 @@ from pathlib import Path
 import datasets
 
 from .featurize import DEFAULT_MARKERS, featurize_entities, featurize_mentions, prepare_tokenizer
-from .io import check_replaceable, counts_summary, push_processed, validate_tables, write_processed
+from .io import check_replaceable, counts_summary, push_processed, write_processed
+from .validation import validate_tables
 
 logger = logging.getLogger(__name__)
 

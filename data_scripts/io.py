@@ -30,6 +30,8 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
+from .validation import validate_tables
+
 logger = logging.getLogger(__name__)
 
 MENTION_COLUMNS = (
@@ -223,58 +225,6 @@ def _read_column(path: Path, column: str, directory: Path) -> list[str]:
         raise CorruptFolderError(f"{directory}: cannot read column {column!r} of {path} ({error})") from error
 
 
-def validate_tables(mentions: datasets.DatasetDict, entities: datasets.Dataset) -> None:
-    """Everything :func:`write_processed` needs before it touches the output folder: names usable as file names,
-    the contract columns, non-empty splits and worlds, unique non-empty ids (mention ids over ALL splits), non-empty
-    titles and texts, and every gold an entity of its mention's world. Errors name the split/world, id and field."""
-    missing = [c for c in ENTITY_COLUMNS if c not in entities.column_names]
-    if missing:
-        raise ValueError(f"entities: missing column(s) {missing}; has {entities.column_names}")
-    if len(entities) == 0:
-        raise ValueError("entities: the entity table is empty")
-    world_of: dict[str, str] = {}
-    columns = (entities["entity_id"], entities["world"], entities["title"], entities["text"])
-    for row, (entity_id, world, title, text) in enumerate(zip(*columns, strict=True)):
-        where = f"entities row {row} (world {world!r}, entity_id {entity_id!r})"
-        _check_id(entity_id, where, "entity_id")
-        if entity_id in world_of:
-            raise ValueError(f"{where}: duplicate entity_id (already in world {world_of[entity_id]!r})")
-        for field_name, value in (("title", title), ("text", text)):
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{where}: empty {field_name}")
-        world_of[entity_id] = world
-    for world in set(world_of.values()):
-        _check_name(world, "world")
-    if not mentions:
-        raise ValueError("mentions: no split to write")
-    seen: dict[str, str] = {}
-    for split, dataset in mentions.items():
-        _check_name(split, "split")
-        missing = [c for c in MENTION_COLUMNS if c not in dataset.column_names]
-        if missing:
-            raise ValueError(f"split {split!r}: missing column(s) {missing}; has {dataset.column_names}")
-        if len(dataset) == 0:
-            raise ValueError(f"split {split!r} has no mentions (an empty split is not written)")
-        columns = (dataset["mention_id"], dataset["world"], dataset["label_id"])
-        for row, (mention_id, world, label) in enumerate(zip(*columns, strict=True)):
-            where = f"split {split!r} row {row} (mention_id {mention_id!r})"
-            _check_id(mention_id, where, "mention_id")
-            if mention_id in seen:
-                raise ValueError(f"{where}: duplicate mention_id (already in split {seen[mention_id]!r})")
-            seen[mention_id] = split
-            if world_of.get(label) != world:
-                found = world_of.get(label)
-                detail = "is not an entity" if found is None else f"is an entity of world {found!r}"
-                raise ValueError(
-                    f"{where}: label_id {label!r} {detail}, not of the mention's world {world!r}"
-                )
-
-
-def _check_id(value: Any, where: str, field_name: str) -> None:
-    if not isinstance(value, str) or not value.strip() or value == "None":
-        raise ValueError(f"{where}: {field_name} must be a non-empty string, got {value!r}")
-
-
 def _dataset_name(directory: Path) -> str | None:
     """The name of the processed dataset in ``directory`` (manifest, else the card's pretty_name), or None."""
     if (directory / MANIFEST_FILE).exists():
@@ -363,7 +313,7 @@ def write_processed(
     return counts
 
 
-def _check_name(name: str, kind: str) -> None:
+def check_name(name: str, kind: str) -> None:
     if not isinstance(name, str) or not _SPLIT_NAME.match(name):
         raise ValueError(
             f"{kind} name {name!r} must match {_SPLIT_NAME.pattern} (it becomes a file/split name)"

@@ -13,7 +13,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -231,3 +234,57 @@ def check_mentions(
             continue
         seen.add(mention_id)
         yield row
+
+
+def validate_tables(mentions: datasets.DatasetDict, entities: datasets.Dataset) -> None:
+    """Everything :func:`write_processed` needs before it touches the output folder: names usable as file names,
+    the contract columns, non-empty splits and worlds, unique non-empty ids (mention ids over ALL splits), non-empty
+    titles and texts, and every gold an entity of its mention's world. Errors name the split/world, id and field."""
+    from .io import ENTITY_COLUMNS, MENTION_COLUMNS, check_name
+
+    missing = [c for c in ENTITY_COLUMNS if c not in entities.column_names]
+    if missing:
+        raise ValueError(f"entities: missing column(s) {missing}; has {entities.column_names}")
+    if len(entities) == 0:
+        raise ValueError("entities: the entity table is empty")
+    world_of: dict[str, str] = {}
+    columns = (entities["entity_id"], entities["world"], entities["title"], entities["text"])
+    for row, (entity_id, world, title, text) in enumerate(zip(*columns, strict=True)):
+        where = f"entities row {row} (world {world!r}, entity_id {entity_id!r})"
+        _check_id(entity_id, where, "entity_id")
+        if entity_id in world_of:
+            raise ValueError(f"{where}: duplicate entity_id (already in world {world_of[entity_id]!r})")
+        for field_name, value in (("title", title), ("text", text)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{where}: empty {field_name}")
+        world_of[entity_id] = world
+    for world in set(world_of.values()):
+        check_name(world, "world")
+    if not mentions:
+        raise ValueError("mentions: no split to write")
+    seen: dict[str, str] = {}
+    for split, dataset in mentions.items():
+        check_name(split, "split")
+        missing = [c for c in MENTION_COLUMNS if c not in dataset.column_names]
+        if missing:
+            raise ValueError(f"split {split!r}: missing column(s) {missing}; has {dataset.column_names}")
+        if len(dataset) == 0:
+            raise ValueError(f"split {split!r} has no mentions (an empty split is not written)")
+        columns = (dataset["mention_id"], dataset["world"], dataset["label_id"])
+        for row, (mention_id, world, label) in enumerate(zip(*columns, strict=True)):
+            where = f"split {split!r} row {row} (mention_id {mention_id!r})"
+            _check_id(mention_id, where, "mention_id")
+            if mention_id in seen:
+                raise ValueError(f"{where}: duplicate mention_id (already in split {seen[mention_id]!r})")
+            seen[mention_id] = split
+            if world_of.get(label) != world:
+                found = world_of.get(label)
+                detail = "is not an entity" if found is None else f"is an entity of world {found!r}"
+                raise ValueError(
+                    f"{where}: label_id {label!r} {detail}, not of the mention's world {world!r}"
+                )
+
+
+def _check_id(value: Any, where: str, field_name: str) -> None:
+    if not isinstance(value, str) or not value.strip() or value == "None":
+        raise ValueError(f"{where}: {field_name} must be a non-empty string, got {value!r}")
