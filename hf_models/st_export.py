@@ -8,7 +8,9 @@
     model.similarity(q, d)  # dot products = the retriever's scores E_1(x)^T F_1(y)
 
 The ``"query"`` route is the mention encoder E, the ``"document"`` route the entity encoder F, each a
-``Transformer`` + CLS pooling (the first token, as ``encode_mentions`` / ``encode_entities`` take it). The vectors
+``Transformer`` + CLS pooling (the first token, as ``encode_mentions`` / ``encode_entities`` take it; mean pooling
+for a side with the "mean" reduction; plus ``Normalize`` and cosine similarity when the retriever's
+``similarity`` is "cosine": its scores are then ``similarity_scale`` times the exported model's). The vectors
 equal the retriever's when the text is what the retriever saw between ``[CLS]`` and ``[SEP]``:
 
 * mentions: ``left [unused0] mention [unused1] right`` CUT TO THE PAPER'S WINDOW (the context budget split around
@@ -95,7 +97,7 @@ def export_sentence_transformer(
     """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Router, Transformer
-    from sentence_transformers.sentence_transformer.modules import Pooling
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
 
     if not isinstance(retriever, RetrieverModel):
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(retriever), trust_remote_code=False)
@@ -122,14 +124,29 @@ def export_sentence_transformer(
     fmt.marker_ids(tokenizer)  # each marker must be one token of this tokenizer
     routes = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for route, encoder in (("query", retriever.mention_encoder), ("document", retriever.entity_encoder)):
+        config = retriever.config
+        cosine = getattr(config, "similarity", "dot") == "cosine"
+        sides = (
+            ("query", "mention", retriever.mention_encoder),
+            ("document", "entity", retriever.entity_encoder),
+        )
+        for route, side, encoder in sides:
             folder = Path(scratch) / route
             encoder.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
             transformer = Transformer(str(folder), max_seq_length=max_length)
-            routes[route] = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode="cls")]
+            pooling = (
+                "mean" if config.side(side)[0] == "mean" else "cls"
+            )  # the retriever's reduction of this side
+            routes[route] = [
+                transformer,
+                Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling),
+            ]
+            if cosine:  # unit vectors: ST's cosine = the retriever's score / similarity_scale
+                routes[route].append(Normalize())
         router = Router.for_query_document(routes["query"], routes["document"])
-        model = SentenceTransformer(modules=[router], similarity_fn_name="dot", device="cpu")
+        similarity = "cosine" if cosine else "dot"
+        model = SentenceTransformer(modules=[router], similarity_fn_name=similarity, device="cpu")
         model.save(str(output_dir))
     logger.info("exported %s as a sentence-transformers model to %s", type(retriever).__name__, output_dir)
     return Path(output_dir)

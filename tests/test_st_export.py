@@ -93,3 +93,34 @@ def test_export_reads_the_recorded_input_format(tiny_bert_dir, tmp_path):
     assert [ids[1], ids[3], ids[5]] == st.tokenizer.convert_tokens_to_ids(
         ["[unused0]", "[unused1]", "[unused2]"]
     )
+
+
+def test_mean_pooling_cosine_dual_exports_its_own_score(tiny_bert_dir, tmp_path):
+    """A dual with the "mean" reduction and cosine similarity: ST mean-pools, normalizes; scale * ST = retriever."""
+    from sentence_transformers import SentenceTransformer
+
+    from hf_models import DualEncoderModel
+
+    kwargs = {"query_reduction": "mean", "key_reduction": "mean", "similarity": "cosine", "max_length": 32}
+    folder = save_retriever(DualEncoderModel, tiny_bert_dir, tmp_path / "dual", **kwargs)
+    export_sentence_transformer(folder, tmp_path / "st")
+    st = SentenceTransformer(str(tmp_path / "st"), device="cpu")
+    assert st.similarity_fn_name == "cosine"
+    retriever = DualEncoderModel.from_pretrained(folder).eval()
+    fmt = retriever.input_format
+    texts = [
+        fmt.entity_text("dalek", "a mutant in a ship"),
+        fmt.entity_text("jedi", "a knight of the republic"),
+    ]
+    mention = [mention_text("the doctor met a", "dalek", "on the ship .", st.tokenizer, st.max_seq_length)]
+    st_scores = st.similarity(
+        st.encode_query(mention, convert_to_tensor=True), st.encode_document(texts, convert_to_tensor=True)
+    )
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    prepare_tokenizer(tokenizer)  # save_retriever saved the backbone's tokenizer, without the markers
+    expected = retriever.score_texts(
+        fmt.mention_text("the doctor met a", "dalek", "on the ship ."), texts, tokenizer=tokenizer
+    )
+    torch.testing.assert_close(
+        st_scores[0] * retriever.config.similarity_scale, expected, atol=1e-4, rtol=1e-4
+    )
