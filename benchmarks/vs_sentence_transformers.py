@@ -134,6 +134,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--learning_rate", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output_dir", default="outputs/bench_vs_st")
+    parser.add_argument(
+        "--train_bf16",
+        action="store_true",
+        help="train every system under bf16 autocast (off: on CPUs without AMX, bf16 autocast TRAINING is ~13x "
+        "slower than fp32 with torch 2.13, see the README; encoding for mining/evaluation uses bf16 either way)",
+    )
+    parser.add_argument(
+        "--print_only", action="store_true", help="print the table of an earlier run's results.json and exit"
+    )
     return parser.parse_args()
 
 
@@ -257,7 +266,7 @@ def train_sentence_transformers(cli: argparse.Namespace, tables: Tables, encoder
         num_train_epochs=cli.num_train_epochs,
         per_device_train_batch_size=32,
         learning_rate=cli.learning_rate,
-        bf16=True,
+        bf16=cli.train_bf16,
         use_cpu=True,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         save_strategy="no",
@@ -378,7 +387,7 @@ def train_nce(cli: argparse.Namespace, tables: Tables, name: str, encoder: str):
         num_train_epochs=cli.num_train_epochs,
         optim="adamw_torch",
         weight_decay=0.0,
-        bf16=True,
+        bf16=cli.train_bf16,
         use_cpu=True,
         save_strategy="no",
         eval_strategy="no",
@@ -404,8 +413,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     encoder = resolve_encoder("embedded")
     tables = load_tables(cli, AutoTokenizer.from_pretrained(encoder))
-    rows = []
     out = Path(cli.output_dir) / cli.variant
+    if cli.print_only:
+        print_table(cli, json.loads((out / "results.json").read_text()), tables)
+        return
+    rows = []
     out.mkdir(parents=True, exist_ok=True)
     for name in cli.systems:
         set_seed(cli.seed)
@@ -427,11 +439,16 @@ def main() -> None:
         print(f"done {name}: train {train_seconds:.0f} s, eval {eval_seconds:.0f} s, {results}", flush=True)
         del model
         gc.collect()
+    print_table(cli, rows, tables)
+
+
+def print_table(cli: argparse.Namespace, rows: list[dict], tables: Tables) -> None:
     pool = len(tables.eval_entities) if cli.variant == "pool" else "its world's"
     print(
         f"\nvariant {cli.variant}: {len(tables.train)} training mentions, each eval mention searches {pool} entities; "
         f"MiniLM-L6, {cli.max_length} wordpieces, {cli.num_train_epochs} epochs, lr {cli.learning_rate}, "
-        f"seed {cli.seed}, bf16 autocast, {torch.get_num_threads()} threads\n"
+        f"seed {cli.seed}, training in {'bf16 autocast' if cli.train_bf16 else 'fp32'} (encoding bf16), "
+        f"{torch.get_num_threads()} threads\n"
     )
     splits = list(tables.evals)
     header = " | ".join(f"{s} {k.replace('unnormalized_accuracy', 'acc')}" for s in splits for k in KEYS)

@@ -150,7 +150,9 @@ def test_reduction_auto_reads_the_sentence_transformers_pooling_config(tmp_path,
 
     from hf_models.recipe import resolve_encoder, sentence_transformers_pooling
 
-    assert sentence_transformers_pooling(resolve_encoder("embedded")) == "mean"  # all-MiniLM-L6-v2: mean pooling
+    assert (
+        sentence_transformers_pooling(resolve_encoder("embedded")) == "mean"
+    )  # all-MiniLM-L6-v2: mean pooling
     assert sentence_transformers_pooling(str(tiny_bert_dir)) == "leftmost"  # a plain transformers checkpoint
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "modules.json").write_text(json.dumps([{"type": "x.Pooling", "path": "1_Pooling"}]))
@@ -159,3 +161,26 @@ def test_reduction_auto_reads_the_sentence_transformers_pooling_config(tmp_path,
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
     with pytest.raises(ValueError, match="1_Pooling/config.json"):
         sentence_transformers_pooling(str(tmp_path))
+
+
+def test_cpu_bf16_training_is_warned_about(tmp_path, caplog, monkeypatch):
+    import logging
+    from pathlib import Path as _Path
+
+    from hf_models import recipe
+
+    real_read_text = _Path.read_text
+    monkeypatch.setattr(
+        _Path,
+        "read_text",
+        lambda self, *a, **k: (
+            "flags : avx512_bf16" if str(self) == "/proc/cpuinfo" else real_read_text(self, *a, **k)
+        ),
+    )
+    with caplog.at_level(logging.WARNING, logger="hf_models.recipe"):
+        recipe.warn_cpu_bf16_training(tiny_args(tmp_path, bf16=True))
+    assert "--bf16 false" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_models.recipe"):
+        recipe.warn_cpu_bf16_training(tiny_args(tmp_path, bf16=False))
+    assert caplog.text == ""
