@@ -109,7 +109,8 @@ def card_data(config, metrics: dict[str, Any], dataset: str = "", base_model: st
 
     architecture = getattr(config, "architecture", None) or config.model_type
     reranker = is_reranker(config)
-    task = "text-ranking" if reranker else "text-retrieval"
+    task = "text-ranking" if reranker else "text-retrieval"  # the model-index task
+    pipeline = "text-ranking" if reranker else "feature-extraction"  # a retriever encodes texts into vectors
     dataset_name = dataset or "entity-linking"
     eval_results = [
         EvalResult(
@@ -131,7 +132,7 @@ def card_data(config, metrics: dict[str, Any], dataset: str = "", base_model: st
         model_name=f"{architecture}-{'reranker' if reranker else 'retriever'}"
         + (f"-{dataset_name}" if dataset else ""),
         library_name="transformers",
-        pipeline_tag=task,
+        pipeline_tag=pipeline,
         license="apache-2.0",
         language="en",
         tags=["entity-linking", "zero-shot", "nce", "hard-negatives", "custom_code"],

@@ -74,7 +74,7 @@ def test_card_parses_with_eval_results(folders, name: str) -> None:
     assert found[("val", "recall@64")] == pytest.approx(81.25)
     assert found[("test", "normalized_accuracy")] == pytest.approx(39.0)
     assert not any(metric == "num_mentions" for _, metric in found)
-    assert card.data.pipeline_tag == ("text-ranking" if name == "joint" else "text-retrieval")
+    assert card.data.pipeline_tag == ("text-ranking" if name == "joint" else "feature-extraction")
     assert card.data.library_name == "transformers"
     assert card.data.base_model is None, "a local backbone path is not a Hub id"
 
