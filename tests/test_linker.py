@@ -161,11 +161,12 @@ def test_bad_inputs_name_their_position(dual_dir, built_index):
         ('{"entity_id": "", "title": "B", "text": "b"}', r"kb.jsonl:3: entity_id is empty"),
         ('{"entity_id": null, "title": "B", "text": "b"}', r"kb.jsonl:3: entity_id is null"),
         ('{"entity_id": "e3", "title": "B"', r"kb.jsonl:3: malformed JSON"),
+        ('{"entity_id": "e3", "title": "NOT-UTF8", "text": "b"}', r"kb.jsonl:3: not UTF-8 text"),
     ],
 )
 def test_bad_entity_ids_name_file_and_line(dual_dir, tmp_path, line, message):
     first = '{"entity_id": "e1", "title": "A", "text": "a"}\n\n'
-    (tmp_path / "kb.jsonl").write_text(first + line + "\n")
+    (tmp_path / "kb.jsonl").write_bytes((first + line + "\n").encode("utf-8").replace(b"NOT-UTF8", b"\xff"))
     linker = EntityLinker.from_pretrained(dual_dir, show_progress=False)
     with pytest.raises(ValueError, match=message):
         linker.build_index(tmp_path / "kb.jsonl")

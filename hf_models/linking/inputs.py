@@ -192,8 +192,12 @@ def _check_id(value: Any, where: str, seen: dict[str, str]) -> str:
 
 def _read_entity_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{number}: not UTF-8 text ({error.reason})") from error
             if not line.strip():
                 continue
             try:
