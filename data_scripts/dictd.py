@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-from tqdm.auto import tqdm
+
+from hf_models.progress import tqdm
 
 logger = logging.getLogger(__name__)
 

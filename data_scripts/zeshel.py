@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from tqdm.auto import tqdm
+
+from hf_models.progress import tqdm
 
 from .io import entities_dataset, mentions_dataset
 from .validation import (
