@@ -3,6 +3,7 @@
     python -m data_scripts.synthetic --output_dir data/zeshel_synthetic        # Zeshel's counts (once)
     nice -n 19 python benchmarks/dry_run.py --dataset_dir data/zeshel_synthetic \
         [--architectures dual som] [--hidden 16 --layers 1] [--encode_seconds 240 --mine_seconds 120]
+    nice -n 19 python benchmarks/dry_run.py --synthetic_scale 1.0   # the same tables generated in memory
 
 Stages (each prints time and peak resident memory): featurize the 8 training worlds (332,632 entities, 49,275
 mentions at 128 wordpieces), encode every training entity into the host-memory fp16 store, and mine one epoch of
@@ -117,7 +118,13 @@ def featurize(cli, model_dir: Path):
     from hf_models.tables import EntityTable, MentionTable
 
     with Stage("both", "load + featurize training worlds") as row:
-        mentions, entities = load_processed(cli.dataset_dir)
+        if cli.dataset_dir:
+            mentions, entities = load_processed(cli.dataset_dir)
+        else:
+            from data_scripts.synthetic import ZESHEL_WORLDS, synthetic_zeshel
+
+            train_worlds = {w: spec for w, spec in ZESHEL_WORLDS.items() if spec[0] == "train"}
+            mentions, entities = synthetic_zeshel(cli.synthetic_scale, worlds=train_worlds)
         train = mentions["train"]
         worlds = set(train["world"])
         entities = entities.filter(lambda w: w in worlds, input_columns="world")

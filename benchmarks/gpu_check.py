@@ -179,7 +179,7 @@ def check_mining(cli, architecture: str, model, device, dtype, encode_rate: floa
         began = time.perf_counter()
         stream_partial(
             model, mentions, store, 0, gold, k1 // 2, noise, draws,
-            chunk_size=cli.entity_chunk, device=device, autocast_dtype=dtype,
+            chunk_size=cli.entity_chunk, device=device, score_dtype=dtype or torch.float32,
         )  # fmt: skip
         sync(device)
         return time.perf_counter() - began

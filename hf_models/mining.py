@@ -244,7 +244,7 @@ class NegativeMiner:
             draws,
             chunk_size=self.index.chunk_size,
             device=self.index.device,
-            autocast_dtype=self.index.autocast_dtype,
+            score_dtype=getattr(self.index, "score_dtype", torch.float32),
         ).to("cpu")
         if self.world_size > 1:
             partial = self._merge_processes(partial)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .entity_index import autocast_for
 from .keyed_noise import KeyedNoise
 from .samplers import top_k_positions
 from .scoring import Representation
@@ -92,25 +91,25 @@ def stream_partial(
     *,
     chunk_size: int,
     device: torch.device,
-    autocast_dtype: torch.dtype | None = None,
+    score_dtype: torch.dtype = torch.float32,
 ) -> PartialDraw:
     """Score n mentions against ``store`` (entities ``store_start ..`` of the pool, host memory) chunk by chunk.
 
     mentions: [n, L, H] representations; gold [n] and draws [n, R]: pool positions; noise: the mentions' keyed
-    noise with one column key per POOL entity (None = greedy top-k). Returns this store's :class:`PartialDraw`.
+    noise with one column key per POOL entity (None = greedy top-k); score_dtype: the dtype both sides are cast to
+    for the products (the index's ``score_dtype``: float32 exact, bf16 on GPUs). Returns this store's
+    :class:`PartialDraw`; keys, logsumexp and selections are computed in float32 / float64 whatever score_dtype.
     """
     n, num_draws = gold.shape[0], draws.shape[1]
-    mentions = mentions.to(device, torch.float32)
+    mentions = mentions.to(device, score_dtype)
     gold, draws = gold.to(device), draws.to(device)
     key_dtype = torch.float32 if noise is None else torch.float64
     result = PartialDraw.empty(n, num_draws, key_dtype, device)
     rows = torch.arange(n, device=device)
     for start in range(0, len(store), chunk_size):
         end = min(start + chunk_size, len(store))
-        block = store[start:end].to(device, non_blocking=True).to(torch.float32)  # [c, L', H]
-        with autocast_for(device, autocast_dtype):
-            logits = model.score_all(mentions, block)
-        logits = logits.float()  # [n, c]
+        block = store[start:end].to(device, non_blocking=True).to(score_dtype)  # [c, L', H]
+        logits = model.score_all(mentions, block).float()  # [n, c]
         first, width = store_start + start, end - start
         local_gold = gold - first
         inside = (local_gold >= 0) & (local_gold < width)
