@@ -12,6 +12,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -21,10 +22,17 @@ from hf_models.entity_index import EntityIndex, WorldEntities
 from hf_models.scoring import Representation
 
 
+def dummy_model() -> torch.nn.Module:
+    """Saving and loading need no encoder: a parameter (for the device) and a dual-like config."""
+    model = torch.nn.Linear(2, 2)
+    model.config = SimpleNamespace(architecture="dual", num_query_vectors=1, num_key_vectors=1)
+    return model
+
+
 def make_index(seed: int) -> EntityIndex:
     """Two worlds of 6 entities each; ``seed`` changes every id and every vector (same shapes)."""
     generator = torch.Generator().manual_seed(seed)
-    index = EntityIndex(torch.nn.Linear(2, 2), show_progress=False)
+    index = EntityIndex(dummy_model(), show_progress=False)
     for world in ("alpha", "beta"):
         ids = [f"{world}-{seed}-{i}" for i in range(6)]
         vectors = torch.randn(6, 3, 4, generator=generator)  # [E, L, H]
@@ -102,7 +110,7 @@ def test_index_save_killed_loads_previous_or_new_never_a_mix(tmp_path, kind, poi
         rc = killed_in_child(lambda: make_index(seed=2).save(folder), fault=point)
     assert rc == -signal.SIGKILL, f"the kill point {point} was never reached"
     try:
-        loaded = snapshot(EntityIndex(torch.nn.Linear(2, 2), show_progress=False).load(folder))
+        loaded = snapshot(EntityIndex(dummy_model(), show_progress=False).load(folder))
     except CorruptFolderError as error:  # a clear error is acceptable; a silent mix is not
         assert str(folder) in str(error)
         return
@@ -111,7 +119,7 @@ def test_index_save_killed_loads_previous_or_new_never_a_mix(tmp_path, kind, poi
         assert same(loaded, previous), "the new save was not complete: the previous one must be read"
     # the next save works and cleans up after the killed one
     make_index(seed=3).save(folder)
-    assert same(snapshot(EntityIndex(torch.nn.Linear(2, 2)).load(folder)), snapshot(make_index(seed=3)))
+    assert same(snapshot(EntityIndex(dummy_model()).load(folder)), snapshot(make_index(seed=3)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"], "temporary siblings left behind"
 
 
@@ -122,19 +130,19 @@ def test_index_load_checks_manifest(tmp_path):
     original = ids_file.read_text()
     ids_file.write_text(original[: len(original) // 2])  # truncated
     with pytest.raises(CorruptFolderError, match=r"index.*world_0000/entity_ids\.json.*not valid JSON"):
-        EntityIndex(torch.nn.Linear(2, 2)).load(folder)
+        EntityIndex(dummy_model()).load(folder)
     ids = __import__("json").loads(original)
     ids_file.write_text(__import__("json").dumps(ids[1:] + ids[:1]))  # reordered: same rows, other order
     with pytest.raises(CorruptFolderError, match=r"world_0000/entity_ids\.json.*checksum"):
-        EntityIndex(torch.nn.Linear(2, 2)).load(folder)
+        EntityIndex(dummy_model()).load(folder)
     ids_file.write_text(__import__("json").dumps(ids[:-1]))  # one id lost
     with pytest.raises(CorruptFolderError, match=r"world_0000/entity_ids\.json.*5 ids.*6"):
-        EntityIndex(torch.nn.Linear(2, 2)).load(folder)
+        EntityIndex(dummy_model()).load(folder)
     ids_file.write_text(original)
     vectors = folder / "world_0001" / "representation.safetensors"
     vectors.write_bytes(vectors.read_bytes()[:100])  # half-written safetensors
     with pytest.raises(CorruptFolderError, match=r"world_0001/representation\.safetensors"):
-        EntityIndex(torch.nn.Linear(2, 2)).load(folder)
+        EntityIndex(dummy_model()).load(folder)
 
 
 # ------------------------------------------------------------------------------------------ write_processed

@@ -114,3 +114,20 @@ def test_resume_refuses_a_checkpoint_without_negatives(tmp_path):
     (folder / "model.safetensors").write_bytes(b"\x10\x00")  # a half-written weights file wins over the .bin
     with pytest.raises(ValueError, match=r"checkpoint-4/model\.safetensors cannot be read"):
         resolve_resume(str(folder), tmp_path / "out")
+
+
+def test_sigkill_inside_the_first_checkpoint_leaves_nothing_to_resume(tmp_path, tiny_bert_dir, caplog):
+    dataset = tmp_path / "data"
+    mentions, entities = make_tiny_tables(
+        {"alpha": "train", "beta": "train", "gamma": "val", "delta": "test"}
+    )
+    write_processed(mentions, entities, dataset)
+    killed = recipe(tmp_path, dataset, tiny_bert_dir, "run", fault="checkpoint:after_model@1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    checkpoint = tmp_path / "run" / "checkpoint-3"
+    assert (checkpoint / "model.safetensors").exists() and not (checkpoint / NEGATIVES_NAME).exists()
+    with pytest.raises(ValueError, match=r"--resume_from_checkpoint true: no complete checkpoint in"):
+        resolve_resume("true", tmp_path / "run")
+    assert "skipping the incomplete checkpoint" in caplog.text and "checkpoint-3" in caplog.text
+    with pytest.raises(ValueError, match=r"checkpoint-3/trainer_state\.json is missing"):
+        resolve_resume(str(checkpoint), tmp_path / "run")
