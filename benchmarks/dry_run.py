@@ -38,8 +38,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--dataset_dir", required=True, help="Processed tables (data_scripts.synthetic output)."
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset_dir", help="Processed tables (data_scripts.synthetic output).")
+    source.add_argument(
+        "--synthetic_scale",
+        type=float,
+        help="Generate the synthetic training worlds in memory instead (1.0 = Zeshel's counts; skips writing them).",
     )
     parser.add_argument("--architectures", nargs="+", default=["dual", "som"])
     parser.add_argument("--hidden", type=int, default=16, help="Tiny BERT hidden size.")
