@@ -60,9 +60,15 @@ def split_markers(text: str) -> tuple[str, str, str] | None:
 
 
 def gold_id(record: dict[str, Any]) -> str | None:
-    """The first provenance wikipedia_id of the first answer that has one."""
-    for output in record.get("output") or []:
-        for provenance in output.get("provenance") or []:
+    """The first provenance wikipedia_id of the first answer that has one (ValueError: malformed ``output``)."""
+    outputs = record.get("output") or []
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        raise ValueError("field 'output' must be a list of objects")
+    for output in outputs:
+        provenances = output.get("provenance") or []
+        if not isinstance(provenances, list) or not all(isinstance(p, dict) for p in provenances):
+            raise ValueError("field 'output[].provenance' must be a list of objects")
+        for provenance in provenances:
             if provenance.get("wikipedia_id") not in (None, ""):
                 return str(provenance["wikipedia_id"])
     return None
@@ -97,7 +103,11 @@ def iter_kilt_mentions(path: Path, split: str, problems: ProblemLog) -> Iterator
                 MISSING_MARKERS, f"{where}: id {record.get('id')!r} has no {START}/{END} markers or meta"
             )
             continue
-        label = gold_id(record)
+        try:
+            label = gold_id(record)
+        except ValueError as error:
+            problems.report(BAD_FIELD, f"{where}: id {mention_id!r}: {error}")
+            continue
         if label is None:
             problems.report(GOLD_MISSING, f"{where}: id {record.get('id')!r} has no provenance wikipedia_id")
             continue

@@ -222,3 +222,27 @@ def test_index_save_refuses_to_replace_an_unrelated_folder(tmp_path):
     ):
         make_index(seed=1).save(tmp_path / "notes")
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"
+
+
+def test_staged_files_killed_between_moves_leaves_whole_files(tmp_path):
+    """Model folders (which also hold checkpoints) get their files moved in one by one: never a half-written file."""
+    from hf_models.atomic import staged_files
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "checkpoint-3").mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_text(f"old {name}")
+
+    def save():
+        with staged_files(folder) as staging:
+            for name in ("config.json", "model.safetensors"):
+                (staging / name).write_text(f"new {name}" * 1000)
+
+    assert killed_in_child(save, fault="staged:after_file@1") == -signal.SIGKILL
+    assert (folder / "config.json").read_text() == "new config.json" * 1000  # moved before the kill
+    assert (folder / "model.safetensors").read_text() == "old model.safetensors"  # untouched, whole
+    save()  # the next save completes and removes the killed one's staging folder
+    assert (folder / "model.safetensors").read_text() == "new model.safetensors" * 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (folder / "checkpoint-3").is_dir()

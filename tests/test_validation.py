@@ -254,3 +254,14 @@ def test_load_processed_checks_counts_of_a_folder_without_manifest(tmp_path):
         CorruptFolderError, match=r"mentions/test\.parquet disagrees with .*counts\.json \(missing\)"
     ):
         load_processed(out)
+
+
+def test_kilt_output_not_a_list_of_objects(tmp_path):
+    files, source = _kilt(tmp_path)
+    files["train"].write_text(
+        json.dumps({"id": "t7", "input": "[START_ENT] a [END_ENT]", "output": "Q42"}) + "\n"
+    )
+    with pytest.raises(
+        InvalidDataError, match=r"train\.jsonl:1: id 't7': field 'output' must be a list of objects"
+    ):
+        read_kilt_aida(files, source)
