@@ -99,6 +99,10 @@ class EntityIndex:
         batch_size: encoder batch size in full-width rows: with ``max_tokens`` None, each length-sorted batch
             holds at most ``batch_size x T`` padded tokens (T = the input width), so short rows fill bigger batches.
         max_tokens: explicit token budget per encoder batch (rows x longest row); None = ``batch_size x T``.
+        score_dtype: dtype of the scoring products: "float32" (exact), "bfloat16" / "float16" (low-precision
+            products, fp32 accumulation), or "auto": the encoding's autocast dtype when the query side has several
+            vectors (som, genpoly-m: [m x m'] products per pair dominate), float32 otherwise (dual, multi-m,
+            poly-m: one query vector, cheap, and exactly what FAISS returns). Measured exactness: benchmarks/README.md.
         encode_dtype: "auto" (bf16 autocast on GPUs and on CPUs with native bf16), "float32", "bfloat16".
         store_dtype: dtype of the stored entity representations (float16 halves memory).
         chunk_size: entities scored per chunk (bounds memory at N x chunk_size scores).
@@ -126,6 +130,7 @@ class EntityIndex:
         shortlist_size: int | None = None,
         faiss_options: dict | None = None,
         max_tokens: int | None = None,
+        score_dtype: str = "auto",
     ) -> None:
         if backend not in ("exact", "faiss"):
             raise ValueError(f"backend must be 'exact' or 'faiss', got {backend!r}")
@@ -143,6 +148,7 @@ class EntityIndex:
         self.max_tokens = max_tokens
         self.device = accelerator.device if accelerator is not None else next(model.parameters()).device
         self.autocast_dtype = resolve_encode_dtype(encode_dtype, self.device)
+        self.score_dtype = resolve_score_dtype(score_dtype, model.config, self.autocast_dtype)
         self.store_dtype = store_dtype
         self.chunk_size = chunk_size
         self.backend = backend
@@ -283,16 +289,16 @@ class EntityIndex:
 
     # ----------------------------------------------------------------- scoring
     def entity_chunks(self, world: str) -> Iterator[tuple[int, int, Representation]]:
-        """Yield (start, end, representation) chunks of a world's entities, upcast to float32."""
+        """Yield (start, end, representation) chunks of a world's entities, cast to the score dtype."""
         rep = self.worlds[world].representation
         for start in range(0, rep.vectors.shape[0], self.chunk_size):
             end = min(start + self.chunk_size, rep.vectors.shape[0])
-            yield start, end, rep[start:end].to(self.device, torch.float32)
+            yield start, end, rep[start:end].to(self.device, self.score_dtype)
 
     @torch.no_grad()
     def score(self, world: str, mentions: Representation) -> torch.Tensor:
         """Full score rows of N mentions against every entity of `world` -> [N, E] float32 (CPU)."""
-        mentions = mentions.to(self.device, torch.float32)
+        mentions = mentions.to(self.device, self.score_dtype)
         rows = []
         for _, _, chunk in self.entity_chunks(world):
             rows.append(self.model.score_all(mentions, chunk).float().cpu())  # [N, chunk]
@@ -309,7 +315,7 @@ class EntityIndex:
         if entry.faiss_index is not None:
             scores, ids = entry.faiss_index.search(mentions.vectors[:, 0].float(), k)
             return torch.as_tensor(scores), torch.as_tensor(ids).long()
-        mentions = mentions.to(self.device, torch.float32)
+        mentions = mentions.to(self.device, self.score_dtype)
         best_scores = best_ids = None
         for start, _, chunk in self.entity_chunks(world):
             scores = self.model.score_all(mentions, chunk).float()  # [N, chunk]
@@ -348,8 +354,8 @@ class EntityIndex:
             candidates = entry.representation.index_select(block.clamp(min=0).reshape(-1))
             scores = (
                 self.model.score_pairs(
-                    mentions[start : start + per_chunk].to(self.device, torch.float32),
-                    candidates.to(self.device, torch.float32),
+                    mentions[start : start + per_chunk].to(self.device, self.score_dtype),
+                    candidates.to(self.device, self.score_dtype),
                 )
                 .float()
                 .cpu()
@@ -437,6 +443,16 @@ class EntityIndex:
 
             return FaissIndex.load(path, use_gpu=self.faiss_options.get("use_gpu"))
         return self._build_faiss(rep)
+
+
+def resolve_score_dtype(score_dtype: str, config, autocast_dtype: torch.dtype | None) -> torch.dtype:
+    """Map "auto" | "float32" | "bfloat16" | "float16" to the dtype scoring products run in (see EntityIndex)."""
+    if score_dtype in ("float32", "bfloat16", "float16"):
+        return getattr(torch, score_dtype)
+    if score_dtype != "auto":
+        raise ValueError(f"score_dtype must be auto, float32, bfloat16 or float16, got {score_dtype!r}")
+    one_query_vector = getattr(config, "num_query_vectors", 1) == 1  # dual, multi-m, poly-m: cheap, exact
+    return torch.float32 if one_query_vector or autocast_dtype is None else autocast_dtype
 
 
 def _same_source(

@@ -117,16 +117,24 @@ def _reduce_interaction(
     interaction [..., m, m'], query_mask broadcastable to [..., m], key_mask broadcastable to [..., m'] -> [...].
     Column t scores ``sum_t' Attn(A_t)_t' A_tt'`` (soft: softmax over unmasked keys; hard: the max over unmasked
     keys). Masked keys are never attended, masked query columns (and columns with no unmasked key) contribute 0.
+    A low-precision (bf16/fp16) interaction is reduced with fp32 accumulation: the max is exact in any dtype, the
+    softmax and the sum over query columns run in fp32; the result is fp32 then.
     """
     key_valid = key_mask.unsqueeze(-2)  # [..., 1, m']
     # In place: the interaction is a temporary of the caller (this saves a full-size copy and its page faults).
     attended = interaction.masked_fill_(~key_valid, torch.finfo(interaction.dtype).min)  # [..., m, m']
     if attention == "hard":
-        column = attended.amax(dim=-1)  # [..., m]
+        column = _accumulable(attended.amax(dim=-1))  # [..., m]
     else:  # masked keys get weight exactly 0, so the (finite) fill value never contributes
+        attended = _accumulable(attended)
         column = (attended.softmax(dim=-1) * attended).sum(dim=-1)  # [..., m]
     column_valid = query_mask & key_mask.any(dim=-1, keepdim=True)  # [..., m]
     return torch.where(column_valid, column, torch.zeros_like(column)).sum(dim=-1)  # [...]
+
+
+def _accumulable(values: torch.Tensor) -> torch.Tensor:
+    """bf16 / fp16 -> fp32 (the dtype sums accumulate in); other dtypes unchanged."""
+    return values.float() if values.dtype in (torch.bfloat16, torch.float16) else values
 
 
 def general_score(
@@ -178,6 +186,14 @@ def _auto_chunk_size(num_query_rows: int, num_query: int, num_key: int, max_elem
     return max(1, max_elements // max(1, num_query_rows * num_query * num_key))
 
 
+def _used_widths(mask: torch.Tensor) -> torch.Tensor:
+    """Per row [N, L] -> [N]: one past the last real column (0 for an all-padding row)."""
+    if mask.shape[-1] == 0:
+        return torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
+    positions = torch.arange(1, mask.shape[-1] + 1, device=mask.device)  # [L]
+    return (mask.long() * positions).amax(dim=-1)
+
+
 def all_pairs_score(
     query: torch.Tensor,
     query_mask: torch.Tensor,
@@ -188,12 +204,17 @@ def all_pairs_score(
 ) -> torch.Tensor:
     """Eq. (9) for every (query, key) pair, chunked over the keys so memory stays bounded.
 
+    Padding costs nothing: the query columns are trimmed to the last real one, and the keys are visited in order
+    of length (longest first), each chunk trimmed to its longest key; the scores come back in the input order.
+    Under autocast (bf16/fp16) the interactions are low-precision products reduced with fp32 accumulation
+    (:func:`_reduce_interaction`).
+
     Args:
         query: [N, m, H]; query_mask [N, m].
         key: [E, m', H]; key_mask [E, m'].
         attention: "soft" or "hard".
-        chunk_size: keys per chunk; None picks one bounding each [N, chunk, m, m'] block to
-            ``DEFAULT_MAX_BLOCK_ELEMENTS`` values.
+        chunk_size: keys per chunk; None picks, per chunk, as many keys as keep its [N, chunk, m, width] block
+            within ``DEFAULT_MAX_BLOCK_ELEMENTS`` values.
 
     Returns:
         scores [N, E]. With m = m' = 1 this is a plain masked matmul (the dual encoder).
@@ -217,25 +238,34 @@ def all_pairs_score(
         valid = query_mask[:, :1] & key_mask[:, 0][None, :]  # [N, E]
         scores = query[:, 0] @ key[:, 0].T  # [N, E]
         return torch.where(valid, scores, torch.zeros_like(scores))
-    if chunk_size is None:
-        chunk_size = _auto_chunk_size(
-            query.shape[0], query.shape[1], key.shape[1], DEFAULT_MAX_BLOCK_ELEMENTS
-        )
-    if chunk_size <= 0:
+    if chunk_size is not None and chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    parts = []
-    for start in range(0, key.shape[0], chunk_size):
-        block_key = key[start : start + chunk_size]  # [c, m', H]
-        block_mask = key_mask[start : start + chunk_size]  # [c, m']
-        interaction = torch.einsum("nqh,ekh->neqk", query, block_key)  # [N, c, m, m']
+    if key.shape[0] == 0:
+        return _accumulable(query.new_zeros(query.shape[0], 0))
+    if torch.is_autocast_enabled(query.device.type):  # cast once here, not in every chunk's product
+        dtype = torch.get_autocast_dtype(query.device.type)
+        query, key = query.to(dtype), key.to(dtype)
+    used = max(int(_used_widths(query_mask).max()), 1) if query.shape[0] else 1
+    query, query_mask = query[:, :used], query_mask[:, :used]  # [N, m_used, H]
+    widths = _used_widths(key_mask)  # [E]
+    order = torch.sort(widths, descending=True, stable=True).indices  # [E], longest keys first
+    sorted_widths = widths[order].tolist()
+    parts, start = [], 0
+    while start < len(sorted_widths):
+        width = max(sorted_widths[start], 1)
+        rows = chunk_size or _auto_chunk_size(query.shape[0], used, width, DEFAULT_MAX_BLOCK_ELEMENTS)
+        index = order[start : start + rows]
+        block_key, block_mask = key[index, :width], key_mask[index, :width]  # [c, width, H], [c, width]
+        interaction = torch.einsum("nqh,ekh->neqk", query, block_key)  # [N, c, m_used, width]
         parts.append(
             _reduce_interaction(
                 interaction, query_mask[:, None, :], block_mask[None, :, :], attention
             )  # [N, c]
         )
-    if not parts:
-        return query.new_zeros(query.shape[0], 0)
-    return torch.cat(parts, dim=1)  # [N, E]
+        start += rows
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order), device=order.device)
+    return torch.cat(parts, dim=1)[:, inverse]  # [N, E], input order
 
 
 def code_reduction(hidden: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

@@ -97,6 +97,15 @@ class NCETrainingArguments(TrainingArguments):
             "are sorted by length first, so short texts fill bigger batches). None = mining_batch_size x max_length."
         },
     )
+    score_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "Precision of the scoring products in evaluation/linking: auto (the encode dtype when the query "
+            "side has several vectors: som, genpoly-m; else float32), float32 (exact), bfloat16 or float16; sums "
+            "accumulate in fp32.",
+            "choices": ["auto", "float32", "bfloat16", "float16"],
+        },
+    )
     negative_pool: str = field(
         default="world",
         metadata={
