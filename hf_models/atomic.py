@@ -1,7 +1,7 @@
 """Atomic writes of files and folders, and the fault points that test them.
 
 A folder written with :func:`atomic_folder` appears complete or not at all: the content is written into a
-temporary sibling (``.NAME.tmp-PID-XXXX``), every file is fsynced, and the sibling is renamed over the target.
+temporary sibling (``.NAME.tmp-PID@HOST-XXXX``), every file is fsynced, and the sibling is renamed over the target.
 The previous version is kept (renamed to ``.NAME.old``) until the new one is in place, so a process killed at any
 moment leaves either the previous complete folder or the new complete folder; :func:`readable_folder` finds it
 (it reads ``.NAME.old`` when a kill fell between the two renames of the swap). Single files go through
@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -71,7 +72,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary sibling + fsync + ``os.replace`` (never half-written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temporary = path.parent / _temporary_name(path)
     try:
         with open(temporary, "wb") as handle:
             handle.write(data)
@@ -89,6 +90,14 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+_HOST = "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+
+
+def _temporary_name(target: Path) -> str:
+    """``.NAME.tmp-PID@HOST-XXXXXXXX``: the writer's process and host, so only dead writers' leftovers are removed."""
+    return f".{target.name}.tmp-{os.getpid()}@{_HOST}-{uuid.uuid4().hex[:8]}"
+
+
 def _old(target: Path) -> Path:
     return target.parent / f".{target.name}.old"
 
@@ -104,11 +113,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(target: Path) -> None:
-    """Delete ``.NAME.tmp-PID-*`` siblings left by processes that no longer run (killed mid-write)."""
+    """Delete ``.NAME.tmp-PID@HOST-*`` siblings left by processes of this host that no longer run (killed
+    mid-write). Temporaries of other hosts (a shared file system) are left alone."""
     if not target.parent.is_dir():
         return
-    for path in target.parent.glob(f".{target.name}.tmp-*"):
-        pid = path.name.rsplit(".tmp-", 1)[1].split("-")[0]
+    for path in target.parent.glob(f".{target.name}.tmp-*@{_HOST}-*"):
+        pid = path.name.rsplit(".tmp-", 1)[1].split("@")[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
@@ -162,7 +172,7 @@ def atomic_folder(target: str | Path, replaces: str | None = None) -> Iterator[P
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
-    temporary = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temporary = target.parent / _temporary_name(target)
     temporary.mkdir()
     try:
         yield temporary
@@ -206,7 +216,7 @@ def staged_files(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
-    staging = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging = target.parent / _temporary_name(target)
     staging.mkdir()
     try:
         yield staging
