@@ -58,7 +58,7 @@ def test_folder_copy_loads_without_the_project(tmp_path: Path) -> None:
         cwd=tmp_path,
         env=env,
         check=True,
-        timeout=300,
+        timeout=900,
     )
     results = json.loads((tmp_path / "out.json").read_text())
     for case, result in zip(cases, results, strict=True):

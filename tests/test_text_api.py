@@ -180,7 +180,7 @@ def run_clean(folders: dict[str, Path], mentions, entities, tmp_path: Path) -> d
         cwd=tmp_path,
         env=env,
         check=True,
-        timeout=600,
+        timeout=900,
     )
     return json.loads((tmp_path / "out.json").read_text())
 
