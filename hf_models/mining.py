@@ -123,6 +123,10 @@ class NegativeMiner:
                 )
         self.mention_keys = string_keys(mentions.mention_ids)  # [N]
         self.entity_keys = string_keys(entities.entity_ids)  # [E]
+        self.gold_positions = torch.empty(len(mentions), dtype=torch.long)  # [N] gold's position in its pool
+        for p in self.pools:
+            gold_rows = mentions.gold_rows[p.mention_indices]
+            self.gold_positions[p.mention_indices] = _pool_positions(p.entity_rows, gold_rows)
         if strategy == "topk":
             self.num_hard = num_negatives
         elif strategy == "mixed":
@@ -225,7 +229,7 @@ class NegativeMiner:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pool positions [n, K-1] and log-probs [n, K-1] of one mention chunk."""
         pool_size = len(pool.entity_rows)
-        gold = _pool_positions(pool.entity_rows, self.mentions.gold_rows[indices])  # [n]
+        gold = self.gold_positions[indices]  # [n] pool positions
         noise = KeyedNoise(self.seed, epoch, self.mention_keys[indices], self.entity_keys[pool.entity_rows])
         num_draws = num_random_draws(self.num_negatives, self.num_hard)
         draws = random_order_draws(gold, pool_size, num_draws, noise)  # [n, R]
