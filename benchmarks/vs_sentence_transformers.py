@@ -7,7 +7,8 @@ similarity (mean pooling, one shared encoder, cosine), so both sides go through 
 
 * ``st-mnrl`` -- what a practitioner would write with sentence-transformers: ``mine_hard_negatives`` (1 hard negative
   per mention, defaults otherwise, over the training entities) + ``MultipleNegativesRankingLoss`` (in-batch negatives,
-  cosine x 20), mean pooling, one shared encoder, batch 32, lr 5e-5, bf16, ``NO_DUPLICATES`` batches.
+  cosine x 20), mean pooling, one shared encoder, batch 32, lr 5e-5, ``NO_DUPLICATES`` batches; fp32 training unless
+  ``--train_bf16`` (as every row).
 * ``paper-dual-random`` / ``paper-dual-hard`` -- ``recipes/zeshel_dual.py`` as the issue ran it (leftmost, dot
   product, two encoders, K = 16, batch 8, lr 5e-5), re-mined every epoch.
 * the other rows change one thing at a time on the way to ``ours`` (see ``SYSTEMS``).

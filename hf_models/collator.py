@@ -87,7 +87,7 @@ class CandidateCollator:
         candidates = torch.cat([self.mentions.gold_rows[index, None], negatives.ids[index]], dim=1)  # [B, K]
         batch = candidate_inputs(self.mentions, self.entities, index, candidates, self.cross)
         batch["negative_log_probs"] = negatives.log_probs[index]  # [B, K-1]
-        if self.share_candidates:  # entity rows, to mask golds and repeats in the batch's shared candidate set
+        if self.share_candidates:  # entity rows: mask golds and repeats in the shared candidate set
             batch["candidate_ids"] = candidates  # [B, K]
         return batch
 

@@ -373,7 +373,9 @@ def sentence_transformers_pooling(encoder_dir: str) -> str:
         pooling_file = Path(encoder_dir) / pooling.get("path", "") / "config.json"
         config = json.loads(pooling_file.read_text())
     except (OSError, ValueError, AttributeError) as error:
-        raise ValueError(f"{modules_file}: unreadable sentence-transformers pooling config ({error})") from error
+        raise ValueError(
+            f"{modules_file}: unreadable sentence-transformers pooling config ({error})"
+        ) from error
     if config.get("pooling_mode_mean_tokens"):
         return "mean"
     if config.get("pooling_mode_cls_token"):

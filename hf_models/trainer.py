@@ -59,7 +59,9 @@ class NCETrainer(Trainer):
         self.store = NegativesStore()
         self.cross = is_cross_encoder(model)
         if args.share_candidates and self.cross:
-            raise ValueError("--share_candidates: the joint reranker scores (mention, entity) pairs; it cannot share")
+            raise ValueError(
+                "--share_candidates: the joint reranker scores (mention, entity) pairs; it cannot share"
+            )
         collator = CandidateCollator(
             train_mentions, entities, self.store, cross=self.cross, share_candidates=args.share_candidates
         )

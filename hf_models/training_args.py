@@ -147,7 +147,9 @@ class NCETrainingArguments(TrainingArguments):
         if self.encode_max_tokens is not None and self.encode_max_tokens <= 0:
             raise ValueError(f"encode_max_tokens must be positive or None, got {self.encode_max_tokens}")
         if self.total_train_batch_size is not None and self.total_train_batch_size < 1:
-            raise ValueError(f"total_train_batch_size must be >= 1 or None, got {self.total_train_batch_size}")
+            raise ValueError(
+                f"total_train_batch_size must be >= 1 or None, got {self.total_train_batch_size}"
+            )
         if self.negative_pool not in NEGATIVE_POOLS:
             raise ValueError(f"negative_pool must be one of {NEGATIVE_POOLS}, got {self.negative_pool!r}")
         if self.entity_store_dtype not in ("float32", "float16", "bfloat16"):

@@ -16,6 +16,9 @@ class Terminal(io.StringIO):
 
 @pytest.fixture(autouse=True)
 def restore():
+    progress.set_progress(
+        True
+    )  # an earlier test (a recipe run with --disable_tqdm) may have switched bars off
     yield
     progress.set_progress(True)
 
