@@ -54,63 +54,30 @@ PAPER = {  # the issue's run of recipes/zeshel_dual.py
     "share_candidates": False,
 }
 # Each row: overrides of PAPER. "ours" is the configuration the README recommends for practitioners.
+# The batch-shared hard negatives of `ours` (K = 2: own gold + 1 hard; up to 63 negatives per mention at batch 32).
+SHARED = {
+    **PAPER,
+    "negatives": "hard",
+    "share_candidates": True,
+    "num_candidates": 2,
+    "per_device_train_batch_size": 32,
+}
+OURS = {**SHARED, "similarity": "cosine", "reduction": "mean", "shared_encoder": True}
 SYSTEMS: dict[str, dict] = {
     "paper-dual-random": {**PAPER, "negatives": "random"},
     "paper-dual-hard": {**PAPER, "negatives": "hard"},
-    "dual-hard-shared-B32-K2": {
-        **PAPER,
-        "negatives": "hard",
-        "share_candidates": True,
-        "num_candidates": 2,
-        "per_device_train_batch_size": 32,
-    },
-    "+cosine": {
-        **PAPER,
-        "negatives": "hard",
-        "share_candidates": True,
-        "num_candidates": 2,
-        "per_device_train_batch_size": 32,
-        "similarity": "cosine",
-    },
-    "+mean": {
-        **PAPER,
-        "negatives": "hard",
-        "share_candidates": True,
-        "num_candidates": 2,
-        "per_device_train_batch_size": 32,
-        "similarity": "cosine",
-        "reduction": "mean",
-    },
-    "ours": {
-        **PAPER,
-        "negatives": "hard",
-        "share_candidates": True,
-        "num_candidates": 2,
-        "per_device_train_batch_size": 32,
-        "similarity": "cosine",
-        "reduction": "mean",
-        "shared_encoder": True,
-    },
-    "ours-K4": {
-        **PAPER,
-        "negatives": "hard",
-        "share_candidates": True,
-        "num_candidates": 4,
-        "per_device_train_batch_size": 16,
-        "similarity": "cosine",
-        "reduction": "mean",
-        "shared_encoder": True,
-    },
+    "dual-hard-shared-B32-K2": SHARED,
+    "+cosine": {**SHARED, "similarity": "cosine"},
+    "+mean": {**SHARED, "similarity": "cosine", "reduction": "mean"},
+    "ours": OURS,
+    "ours-K4": {**OURS, "num_candidates": 4, "per_device_train_batch_size": 16},
     "som-paper-hard": {**PAPER, "architecture": "som", "negatives": "hard"},
+    # a sum of up to T cosines: no extra temperature (as ColBERT / PyLate)
     "som-ours": {
-        **PAPER,
+        **SHARED,
         "architecture": "som",
-        "negatives": "hard",
-        "share_candidates": True,
-        "num_candidates": 2,
-        "per_device_train_batch_size": 32,
         "similarity": "cosine",
-        "similarity_scale": 1.0,  # a sum of up to T cosines: no extra temperature (as ColBERT / PyLate)
+        "similarity_scale": 1.0,
         "shared_encoder": True,
     },
 }
