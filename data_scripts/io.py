@@ -91,24 +91,16 @@ def table_folder() -> Path:
     """
     global _TABLE_FOLDER
     if _TABLE_FOLDER is None or not _TABLE_FOLDER.exists():
+        from hf_models.atomic import pid_alive
+
         root = Path(tempfile.gettempdir())
         for stale in root.glob(f"{_TABLE_PREFIX}*"):
             pid = stale.name.removeprefix(_TABLE_PREFIX).split("-")[0]
-            if pid.isdigit() and not _running(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)
         _TABLE_FOLDER = Path(tempfile.mkdtemp(prefix=f"{_TABLE_PREFIX}{os.getpid()}-"))
         atexit.register(shutil.rmtree, _TABLE_FOLDER, True)
     return _TABLE_FOLDER
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def count_rows(mentions: datasets.DatasetDict, entities: datasets.Dataset) -> dict[str, Any]:

@@ -102,7 +102,8 @@ def _old(target: Path) -> Path:
     return target.parent / f".{target.name}.old"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` of this host runs (also when it is someone else's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -119,7 +120,7 @@ def remove_stale_temporaries(target: Path) -> None:
         return
     for path in target.parent.glob(f".{target.name}.tmp-*@{_HOST}-*"):
         pid = path.name.rsplit(".tmp-", 1)[1].split("@")[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
