@@ -54,7 +54,7 @@ def main() -> None:
         num_train_epochs=spec["epochs"],
         per_device_train_batch_size=spec["batch_size"],
         learning_rate=spec["learning_rate"],
-        bf16=True,
+        bf16=spec["bf16"],  # fp32 on CPUs without AMX, where bf16 is far slower (see benchmarks/README.md)
         use_cpu=True,
         save_strategy="no",
         report_to="none",
@@ -73,7 +73,7 @@ def main() -> None:
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     rankings = {}
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec["bf16"]):
         for name, pool in spec["pools"].items():
             documents = model.encode(
                 pool["documents"], is_query=False, batch_size=128, show_progress_bar=False

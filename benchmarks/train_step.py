@@ -10,11 +10,16 @@ training mentions of one world (default ``foldoc_languages``, 1,068 entities) ar
    it covers everything the Trainer does per step (dataloader + collation, ``_prepare_inputs``, forward,
    ``compute_loss``, backward, gradient-norm clipping, optimizer step, scheduler step, ``zero_grad``, callbacks,
    logging with ``logging_steps``).
-2. The bare loop restarts from the SAME initial weights, builds the same optimizer (class and defaults read from
-   the Trainer's optimizer), and for each recorded batch: calls the trainer's collator on the same mention
-   indices (checked equal to the recorded batch), runs forward, the same ``nce_loss`` / ``adjusted_nce_loss``,
-   backward, ``clip_grad_norm_`` with the same ``max_grad_norm``, ``optimizer.step()``, ``zero_grad()`` and
-   ``loss.item()``.
+2. The bare loop starts from the SAME initial weights (its own copy of the model), builds the same optimizer
+   (class and settings read from the Trainer's optimizer), and for each recorded batch: calls the trainer's
+   collator on the same mention indices (checked equal to the recorded batch), runs forward, the same
+   ``nce_loss`` / ``adjusted_nce_loss``, backward, ``clip_grad_norm_`` with the same ``max_grad_norm``,
+   ``optimizer.step()``, ``zero_grad()`` and ``loss.item()``.
+
+Interleaved (the default): bare step k runs inside the Trainer's ``on_step_end`` of step k, so the two alternate
+A B A B ... and machine drift hits both alike; the Trainer's step k+1 is timed from the end of bare step k to its
+own step end. ``--sequential`` runs the whole Trainer first, then the whole bare loop. The table reports the
+medians, the ratio and the spread (interquartile range, min-max) of each side.
 
 Same work on both sides: constant learning rate (``lr_scheduler_type="constant"``, no warm-up), weight decay 0,
 ``max_grad_norm`` identical (default 1.0; with 0 the Trainer still computes the norm, so clipping is kept on),
@@ -24,7 +29,8 @@ the table reports the largest difference). The first ``--warmup`` steps are excl
 
 Usage::
 
-    nice python benchmarks/train_step.py                       # som and dual, 4 mentions x K=8, length 64, CPU
+    nice python benchmarks/train_step.py                       # som and dual, 4 mentions x K=8, length 64, CPU,
+                                                               # 30 timed steps each, interleaved
     nice python benchmarks/train_step.py --architectures dual --batch-size 8 --bf16
 """
 
@@ -103,16 +109,23 @@ class RecordingCollator:
 
 
 class StepClock(TrainerCallback):
-    """Wall time at each step end; re-seed the dropout RNG at each step begin (the bare loop does the same)."""
+    """Times each Trainer step; re-seeds the dropout RNG at each step begin (the bare loop does the same).
 
-    def __init__(self, seed: int) -> None:
-        self.seed, self.ends = seed, []
+    ``ends[k]`` is taken at the end of step k, ``resumes[k]`` after the interleaved bare step k (if any) ran inside
+    this callback, so Trainer step k+1 = ``ends[k+1] - resumes[k]`` never includes bare work.
+    """
+
+    def __init__(self, seed: int, bare: BareLoop | None = None) -> None:
+        self.seed, self.bare, self.ends, self.resumes = seed, bare, [], []
 
     def on_step_begin(self, args, state, control, **kwargs):
         torch.manual_seed(self.seed + state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
         self.ends.append(time.perf_counter())
+        if self.bare is not None:
+            self.bare.step(kwargs["optimizer"])
+        self.resumes.append(time.perf_counter())
 
 
 def record_losses(trainer: NCETrainer) -> list[torch.Tensor]:
@@ -134,7 +147,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_trainer(model, args, entities, mentions, device, output_dir: str):
+def run_trainer(model, args, entities, mentions, device, output_dir: str, bare_model=None):
+    """Train ``--warmup + --steps`` steps; with ``bare_model`` run the bare loop interleaved (one step after each)."""
     train_args = NCETrainingArguments(
         output_dir=output_dir,
         negatives=args.negatives,
@@ -162,61 +176,83 @@ def run_trainer(model, args, entities, mentions, device, output_dir: str):
     trainer = NCETrainer(model, train_args, mentions, entities)
     recorder = RecordingCollator(trainer.data_collator)
     trainer.data_collator = recorder
-    clock = StepClock(args.seed)
+    bare = BareLoop(bare_model, recorder, args, device) if bare_model is not None else None
+    clock = StepClock(args.seed, bare)
     trainer.add_callback(clock)
     losses = record_losses(trainer)
     start = time.perf_counter()
     trainer.train()
     total = time.perf_counter() - start
-    steps = [b - a for a, b in zip(clock.ends, clock.ends[1:], strict=False)]  # step k = end(k) - end(k-1)
+    # step k = end(k) - resume(k-1): from the end of the previous step (and of its bare step) to this step's end
+    steps = [b - a for a, b in zip(clock.resumes, clock.ends[1:], strict=False)]
     mining = clock.ends[0] - start if clock.ends else float("nan")
-    return trainer, recorder, steps, [float(loss) for loss in losses], mining, total
+    return trainer, recorder, bare, steps, [float(loss) for loss in losses], mining, total
 
 
-def run_bare(model, trainer: NCETrainer, recorder: RecordingCollator, args, device):
-    """The same steps in plain PyTorch on the same batches; returns (step seconds, losses, optimizer summary)."""
-    inner = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
-    accepted = inspect.signature(type(inner).__init__).parameters
-    settings = [{k: v for k, v in group.items() if k != "params"} for group in inner.param_groups]
-    if any(group != settings[0] for group in settings):
-        raise RuntimeError(f"the Trainer's parameter groups differ: {settings}")
-    kwargs = {k: v for k, v in {**inner.defaults, **settings[0]}.items() if k in accepted}
-    optimizer = type(inner)(model.parameters(), **kwargs)
-    collator = recorder.collator
-    model.train()
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        if args.bf16
-        else contextlib.nullcontext()
-    )
-    times, losses = [], []
-    for step, (indices, recorded) in enumerate(recorder.batches[: args.warmup + args.steps]):
-        sync(device)
+class BareLoop:
+    """Plain PyTorch steps on the batches the Trainer's collator recorded (same seeds, optimizer and clipping)."""
+
+    def __init__(self, model, recorder: RecordingCollator, args, device) -> None:
+        self.model, self.recorder, self.args, self.device = model, recorder, args, device
+        self.optimizer, self.summary = None, ""
+        self.times: list[float] = []
+        self.losses: list[float] = []
+        self.autocast = (
+            (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16))
+            if args.bf16
+            else contextlib.nullcontext
+        )
+
+    def _build_optimizer(self, trainer_optimizer) -> None:
+        """The Trainer's optimizer class and settings, over this loop's own parameters."""
+        inner = getattr(trainer_optimizer, "optimizer", trainer_optimizer)
+        accepted = inspect.signature(type(inner).__init__).parameters
+        settings = [{k: v for k, v in group.items() if k != "params"} for group in inner.param_groups]
+        if any(group != settings[0] for group in settings):
+            raise RuntimeError(f"the Trainer's parameter groups differ: {settings}")
+        kwargs = {k: v for k, v in {**inner.defaults, **settings[0]}.items() if k in accepted}
+        self.optimizer = type(inner)(self.model.parameters(), **kwargs)
+        flags = {k: kwargs[k] for k in ("lr", "betas", "eps", "weight_decay", "fused") if k in kwargs}
+        self.summary = f"{type(inner).__name__}({', '.join(f'{k}={v}' for k, v in flags.items())})"
+
+    def step(self, trainer_optimizer) -> None:
+        """Bare step number len(self.times) on the batch the Trainer used for its step of that number."""
+        if self.optimizer is None:
+            self._build_optimizer(trainer_optimizer)
+            self.model.train()
+        step = len(self.times)
+        indices, recorded = self.recorder.batches[step]
+        sync(self.device)
         start = time.perf_counter()
-        batch = collator([{"mention_index": i} for i in indices])
+        batch = self.recorder.collator([{"mention_index": i} for i in indices])
         collated = dict(batch)
-        negative_log_probs = batch.pop("negative_log_probs").to(device)
-        inputs = {k: v.to(device) for k, v in batch.items()}
-        torch.manual_seed(args.seed + step)
-        with autocast:
-            scores = model(**inputs).scores
-            loss = (
-                adjusted_nce_loss(scores, negative_log_probs) if args.loss == "adjusted" else nce_loss(scores)
-            )
+        negative_log_probs = batch.pop("negative_log_probs").to(self.device)
+        inputs = {k: v.to(self.device) for k, v in batch.items()}
+        torch.manual_seed(self.args.seed + step)
+        with self.autocast():
+            scores = self.model(**inputs).scores
+            if self.args.loss == "adjusted":
+                loss = adjusted_nce_loss(scores, negative_log_probs)
+            else:
+                loss = nce_loss(scores)
         loss.backward()
-        if args.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        sync(device)
-        times.append(time.perf_counter() - start)
+        if self.args.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.losses.append(loss.item())
+        sync(self.device)
+        self.times.append(time.perf_counter() - start)
         if collated.keys() != recorded.keys() or not all(
             torch.equal(collated[k], v) for k, v in recorded.items()
         ):
             raise RuntimeError(f"step {step}: the collator rebuilt a different batch")
-    flags = {k: kwargs[k] for k in ("lr", "betas", "eps", "weight_decay", "fused") if k in kwargs}
-    return times, losses, f"{type(inner).__name__}({', '.join(f'{k}={v}' for k, v in flags.items())})"
+
+
+def spread(values: list[float]) -> str:
+    """'IQR a-b, range c-d' of step seconds."""
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return f"IQR {q[0]:.3f}-{q[2]:.3f}, range {min(values):.3f}-{max(values):.3f}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -231,7 +267,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--negatives", default="hard", choices=["random", "hard", "mixed", "topk"])
     parser.add_argument("--loss", default="nce", choices=["nce", "adjusted"])
-    parser.add_argument("--steps", type=int, default=10, help="timed steps")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run the whole Trainer, then the whole bare loop (default: interleaved A B A B)",
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed first steps")
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--max-grad-norm", type=float, default=1.0, help="same clipping on both sides")
@@ -269,23 +310,22 @@ def main(argv: list[str] | None = None) -> None:
     for arch in args.architectures:
         torch.manual_seed(args.seed)
         model = build_model(ModelArguments(architecture=arch), tokenizer)
-        initial = {k: v.clone() for k, v in model.state_dict().items()}
-        with tempfile.TemporaryDirectory(prefix="train_step_bench_") as output_dir:
-            trainer, recorder, t_steps, t_losses, mining, _ = run_trainer(
-                model, args, entities, mentions, device, output_dir
-            )
         bare_model = build_model(ModelArguments(architecture=arch), tokenizer)
-        bare_model.load_state_dict(initial)
+        bare_model.load_state_dict(model.state_dict())
         bare_model.to(device)
-        b_steps, b_losses, optimizer = run_bare(bare_model, trainer, recorder, args, device)
-        t_timed = t_steps[args.warmup - 1 :][
-            : args.steps
-        ]  # interval k ends at step k; skip the warm-up steps
+        with tempfile.TemporaryDirectory(prefix="train_step_bench_") as output_dir:
+            trainer, recorder, bare, t_steps, t_losses, mining, _ = run_trainer(
+                model, args, entities, mentions, device, output_dir, None if args.sequential else bare_model
+            )
+        if bare is None:  # --sequential: the whole bare loop after the whole Trainer run
+            bare = BareLoop(bare_model, recorder, args, device)
+            for _ in range(args.warmup + args.steps):
+                bare.step(trainer.optimizer)
+        b_steps, b_losses, optimizer = bare.times, bare.losses, bare.summary
+        t_timed = t_steps[args.warmup - 1 :][: args.steps]  # interval k ends at step k; skip the warm-up
         b_timed = b_steps[args.warmup :][: args.steps]
         diff = max((abs(a - b) for a, b in zip(t_losses, b_losses, strict=False)), default=float("nan"))
-        results.append(
-            (arch, statistics.median(t_timed), statistics.median(b_timed), len(t_timed), diff, mining)
-        )
+        results.append((arch, t_timed, b_timed, diff, mining))
         print(f"[{arch}: trainer steps {[round(s, 3) for s in t_steps]}]", file=sys.stderr)
         print(f"[{arch}: bare steps    {[round(s, 3) for s in b_steps]}]", file=sys.stderr)
         del trainer, model, bare_model
@@ -296,15 +336,19 @@ def main(argv: list[str] | None = None) -> None:
         f"candidates ({args.negatives} negatives mined once by the Trainer); max_length {args.max_length}; "
         f"{'bf16 autocast' if args.bf16 else 'fp32'}; optimizer {optimizer}, constant lr, "
         f"max_grad_norm {args.max_grad_norm} both sides; Trainer logging_steps {args.logging_steps}; "
-        f"median of {args.steps} steps after {args.warmup} warm-up steps\n"
+        f"median of {args.steps} steps after {args.warmup} warm-up steps, "
+        f"{'sequential (Trainer, then bare)' if args.sequential else 'interleaved A B A B'}\n"
     )
     print(
-        "| arch | NCETrainer s/step | bare loop s/step | overhead | timed steps | max abs loss diff | mining s |"
+        "| arch | NCETrainer s/step (median) | bare loop s/step (median) | overhead | NCETrainer spread "
+        "| bare spread | timed steps | max abs loss diff | mining s |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for arch, t, b, count, diff, mining in results:
+    print("|---|---|---|---|---|---|---|---|---|")
+    for arch, t, b, diff, mining in results:
+        tm, bm = statistics.median(t), statistics.median(b)
         print(
-            f"| {arch} | {t:.3f} | {b:.3f} | {100 * (t / b - 1):+.1f}% | {count} | {diff:.1e} | {mining:.1f} |"
+            f"| {arch} | {tm:.3f} | {bm:.3f} | {100 * (tm / bm - 1):+.1f}% | {spread(t)} | {spread(b)} | "
+            f"{len(t)} | {diff:.1e} | {mining:.1f} |"
         )
 
 

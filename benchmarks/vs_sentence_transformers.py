@@ -34,6 +34,8 @@ import argparse
 import gc
 import json
 import logging
+import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,15 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 ST_ROW = "st-mnrl"
+# sentence-transformers rows: name -> (mine_hard_negatives corpus, batch size, learning rate or None for
+# --learning_rate). `st-mnrl` is the issue's practitioner recipe (the default corpus: the training pairs'
+# positives; batch 32); the others change one thing, to show what the same changes do for the peer.
+ST_ROWS = {
+    ST_ROW: ("positives", 32, None),
+    "st-mnrl-kb": ("kb", 32, None),
+    "st-mnrl-B16": ("positives", 16, None),
+    "st-mnrl-lr1e-4": ("positives", 32, 1e-4),
+}
 PYLATE_ROW = "pylate"
 PAPER = {  # the issue's run of recipes/zeshel_dual.py
     "architecture": "dual",
@@ -52,36 +63,48 @@ PAPER = {  # the issue's run of recipes/zeshel_dual.py
     "num_candidates": 16,
     "per_device_train_batch_size": 8,
     "share_candidates": False,
+    "negative_pool": "world",
+    "optim": "adamw_torch",
+    "learning_rate": None,  # None: --learning_rate
+    "warmup_steps": 0.0,  # a float < 1 is a ratio of the steps (transformers 5)
 }
-# Each row: overrides of PAPER. "ours" is the configuration the README recommends for practitioners.
-# The batch-shared hard negatives of `ours` (K = 2: own gold + 1 hard; up to 63 negatives per mention at batch 32).
-SHARED = {
+# Each row: overrides of PAPER. "ours" is the configuration the README recommends for practitioners
+# (recipes/configs/kb_dual.yaml): hard negatives re-mined every epoch from the labeled entities of the mention's
+# world, shared across the batch (K = 2: own gold + 1 hard; up to 31 negatives per mention at batch 16), mean
+# pooling, cosine x 20, two encoders (the paper's E and F; one shared encoder measured worse), fused AdamW.
+OURS = {
     **PAPER,
     "negatives": "hard",
+    "negative_pool": "labeled",
     "share_candidates": True,
     "num_candidates": 2,
-    "per_device_train_batch_size": 32,
+    "per_device_train_batch_size": 16,
+    "similarity": "cosine",
+    "reduction": "mean",
+    "shared_encoder": False,
+    "optim": "adamw_torch_fused",
 }
-OURS = {**SHARED, "similarity": "cosine", "reduction": "mean", "shared_encoder": True}
 SYSTEMS: dict[str, dict] = {
     "paper-dual-random": {**PAPER, "negatives": "random"},
     "paper-dual-hard": {**PAPER, "negatives": "hard"},
-    "dual-hard-shared-B32-K2": SHARED,
-    "+cosine": {**SHARED, "similarity": "cosine"},
-    "+mean": {**SHARED, "similarity": "cosine", "reduction": "mean"},
     "ours": OURS,
-    "ours-K4": {**OURS, "num_candidates": 4, "per_device_train_batch_size": 16},
+    # ablations: one change from `ours` each
+    "ours-B32": {**OURS, "per_device_train_batch_size": 32},
+    "ours-B32-lr1e-4": {**OURS, "per_device_train_batch_size": 32, "learning_rate": 1e-4},
+    "ours-world-pool": {**OURS, "negative_pool": "world"},
+    "ours-leftmost": {**OURS, "reduction": "leftmost"},
+    "ours-dot": {**OURS, "similarity": "dot"},
+    "ours-shared-encoder": {**OURS, "shared_encoder": True},
+    "ours-K4": {**OURS, "num_candidates": 4},
+    "ours-unshared-K4": {**OURS, "num_candidates": 4, "share_candidates": False},
+    "ours-random": {**OURS, "negatives": "random"},
+    "ours-lr1e-4": {**OURS, "learning_rate": 1e-4},
+    "ours-warmup10": {**OURS, "warmup_steps": 0.1},
     "som-paper-hard": {**PAPER, "architecture": "som", "negatives": "hard"},
-    # a sum of up to T cosines: no extra temperature (as ColBERT / PyLate)
-    "som-ours": {
-        **SHARED,
-        "architecture": "som",
-        "similarity": "cosine",
-        "similarity_scale": 1.0,
-        "shared_encoder": True,
-    },
+    # `ours` for sum-of-max: a sum of up to T cosines, no extra temperature (as ColBERT / PyLate)
+    "som-ours": {**OURS, "architecture": "som", "reduction": "leftmost", "similarity_scale": 1.0},
 }
-DEFAULT_ROWS = [ST_ROW, "paper-dual-random", "paper-dual-hard", "ours"]
+DEFAULT_ROWS = [*ST_ROWS, "paper-dual-random", "paper-dual-hard", "ours", "ours-world-pool"]
 KEYS = ("recall@1", "recall@8", "recall@64", "unnormalized_accuracy")
 
 
@@ -89,7 +112,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--systems", nargs="+", default=DEFAULT_ROWS, choices=[ST_ROW, PYLATE_ROW, *SYSTEMS])
+    parser.add_argument(
+        "--systems", nargs="+", default=DEFAULT_ROWS, choices=[*ST_ROWS, PYLATE_ROW, *SYSTEMS]
+    )
     parser.add_argument(
         "--pylate_python", default=None, help="python of a venv with PyLate installed (for --systems pylate)"
     )
@@ -107,6 +132,13 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="train every system under bf16 autocast (off: on CPUs without AMX, bf16 autocast TRAINING is ~13x "
         "slower than fp32 with torch 2.13, see the README; encoding for mining/evaluation uses bf16 either way)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="time every system's training this many times, the systems interleaved (A B A B ...); the table "
+        "reports the median and the range (metrics come from the first round: the runs are seeded)",
     )
     parser.add_argument(
         "--print_only", action="store_true", help="print the table of an earlier run's results.json and exit"
@@ -198,10 +230,20 @@ def evaluate(model, tables: Tables, batch_size: int = 128) -> tuple[dict, float]
 
 
 # --------------------------------------------------------------------------------- sentence-transformers
-def train_sentence_transformers(cli: argparse.Namespace, tables: Tables, encoder: str, train: bool = True):
+def train_sentence_transformers(
+    cli: argparse.Namespace,
+    tables: Tables,
+    encoder: str,
+    train: bool = True,
+    corpus: str = "positives",
+    batch_size: int = 32,
+    learning_rate: float | None = None,
+):
     """The MNRL baseline; returns it as a DualEncoderModel (mean pooling, shared encoder, cosine x 20).
 
-    ``train=False`` stops after ``mine_hard_negatives`` and returns the (anchor, positive, negative) triplets.
+    ``corpus``: what ``mine_hard_negatives`` searches: ``positives`` (its default: the training pairs' positives)
+    or ``kb`` (every entity of the training worlds; never the evaluation worlds). ``train=False`` stops after
+    ``mine_hard_negatives`` and returns the (anchor, positive, negative) triplets.
     """
     from datasets import Dataset
     from sentence_transformers import (
@@ -220,20 +262,27 @@ def train_sentence_transformers(cli: argparse.Namespace, tables: Tables, encoder
     anchors = decode(tok, tables.train.input_ids, tables.train.attention_mask)
     entity_texts = decode(tok, tables.train_entities.input_ids, tables.train_entities.attention_mask)
     positives = [entity_texts[row] for row in tables.train.gold_rows.tolist()]
+    train_worlds = set(tables.train.worlds)
+    kb = [
+        entity_texts[r]
+        for w, rows in tables.train_entities.rows_by_world.items()
+        if w in train_worlds
+        for r in rows
+    ]
     model = SentenceTransformer(encoder, device="cpu")
     model.max_seq_length = cli.max_length
     prepare_tokenizer(model.tokenizer)  # the markers stay single tokens, as in the repo's featurizer
     pairs = Dataset.from_dict({"anchor": anchors, "positive": positives})
     triplets = mine_hard_negatives(
-        pairs, model, corpus=entity_texts, num_negatives=1, batch_size=128, verbose=False
+        pairs, model, corpus=kb if corpus == "kb" else None, num_negatives=1, batch_size=128, verbose=False
     )
     if not train:
         return triplets
     args = SentenceTransformerTrainingArguments(
         output_dir=str(Path(cli.output_dir) / "st"),
         num_train_epochs=cli.num_train_epochs,
-        per_device_train_batch_size=32,
-        learning_rate=cli.learning_rate,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate or cli.learning_rate,
         bf16=cli.train_bf16,
         use_cpu=True,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
@@ -260,7 +309,7 @@ def train_sentence_transformers(cli: argparse.Namespace, tables: Tables, encoder
     retriever = DualEncoderModel(config)
     state = {k: v for k, v in backbone.state_dict().items() if not k.startswith("pooler.")}
     retriever.mention_encoder.load_state_dict(state)
-    return retriever, len(triplets)
+    return retriever, trainer.state.global_step
 
 
 # ---------------------------------------------------------------------------------------------- PyLate
@@ -301,6 +350,7 @@ def run_pylate(cli: argparse.Namespace, tables: Tables, encoder: str) -> tuple[d
             "batch_size": 32,
             "learning_rate": cli.learning_rate,
             "seed": cli.seed,
+            "bf16": cli.train_bf16,
             "k": 64,
             "output_dir": f"{scratch}/out",
             "result_file": f"{scratch}/result.json",
@@ -350,10 +400,12 @@ def train_nce(cli: argparse.Namespace, tables: Tables, name: str, encoder: str):
         negatives=settings["negatives"],
         num_candidates=settings["num_candidates"],
         share_candidates=settings["share_candidates"],
+        negative_pool=settings["negative_pool"],
         per_device_train_batch_size=settings["per_device_train_batch_size"],
-        learning_rate=cli.learning_rate,
+        learning_rate=settings["learning_rate"] or cli.learning_rate,
+        warmup_steps=settings["warmup_steps"],
         num_train_epochs=cli.num_train_epochs,
-        optim="adamw_torch",
+        optim=settings["optim"],
         weight_decay=0.0,
         bf16=cli.train_bf16,
         use_cpu=True,
@@ -387,44 +439,80 @@ def main() -> None:
         return
     rows = []
     out.mkdir(parents=True, exist_ok=True)
-    for name in cli.systems:
-        set_seed(cli.seed)
-        start = time.perf_counter()
-        if name == PYLATE_ROW:
-            results, train_seconds, eval_seconds, steps = run_pylate(cli, tables, encoder)
-            model = None
-        else:
-            if name == ST_ROW:
-                model, steps = train_sentence_transformers(cli, tables, encoder)
+    for repeat in range(
+        cli.repeats
+    ):  # round 0 trains and evaluates; later rounds re-time the training (A B A B)
+        for index, name in enumerate(cli.systems):
+            if repeat and name == PYLATE_ROW:
+                continue  # the peer runs in its own process: timed once
+            set_seed(cli.seed)
+            start = time.perf_counter()
+            if name == PYLATE_ROW:
+                results, train_seconds, eval_seconds, steps = run_pylate(cli, tables, encoder)
+                model = None
             else:
-                model, steps = train_nce(cli, tables, name, encoder)
-            train_seconds = time.perf_counter() - start
-            results, eval_seconds = evaluate(model, tables)
-        rows.append(
-            {"system": name, "train_s": train_seconds, "eval_s": eval_seconds, "steps": steps, **results}
-        )
-        (out / "results.json").write_text(json.dumps(rows, indent=2))
-        print(f"done {name}: train {train_seconds:.0f} s, eval {eval_seconds:.0f} s, {results}", flush=True)
-        del model
-        gc.collect()
+                if name in ST_ROWS:
+                    corpus, batch_size, learning_rate = ST_ROWS[name]
+                    model, steps = train_sentence_transformers(
+                        cli,
+                        tables,
+                        encoder,
+                        corpus=corpus,
+                        batch_size=batch_size,
+                        learning_rate=learning_rate,
+                    )
+                else:
+                    model, steps = train_nce(cli, tables, name, encoder)
+                train_seconds = time.perf_counter() - start
+                if not repeat:
+                    results, eval_seconds = evaluate(model, tables)
+            if repeat:
+                rows[index]["train_s_all"].append(train_seconds)
+                rows[index]["train_s"] = statistics.median(rows[index]["train_s_all"])
+                print(f"repeat {repeat} {name}: train {train_seconds:.0f} s", flush=True)
+            else:
+                rows.append(
+                    {
+                        "system": name,
+                        "train_s": train_seconds,
+                        "train_s_all": [train_seconds],
+                        "eval_s": eval_seconds,
+                        "steps": steps,
+                        **results,
+                    }
+                )
+                print(
+                    f"done {name}: train {train_seconds:.0f} s, eval {eval_seconds:.0f} s, {results}",
+                    flush=True,
+                )
+            (out / "results.json").write_text(json.dumps(rows, indent=2))
+            del model
+            gc.collect()
     print_table(cli, rows, tables)
 
 
 def print_table(cli: argparse.Namespace, rows: list[dict], tables: Tables) -> None:
+    from hf_models.encoding import cpu_has_fast_bf16
+
     pool = len(tables.eval_entities) if cli.variant == "pool" else "its world's"
+    encoding = "bf16" if cpu_has_fast_bf16() else "fp32"
     print(
         f"\nvariant {cli.variant}: {len(tables.train)} training mentions, each eval mention searches {pool} entities; "
         f"MiniLM-L6, {cli.max_length} wordpieces, {cli.num_train_epochs} epochs, lr {cli.learning_rate}, "
-        f"seed {cli.seed}, training in {'bf16 autocast' if cli.train_bf16 else 'fp32'} (encoding bf16), "
-        f"{torch.get_num_threads()} threads\n"
+        f"seed {cli.seed}, training in {'bf16 autocast' if cli.train_bf16 else 'fp32'} (encoding {encoding}), "
+        f"{torch.get_num_threads()} threads, load average at the end {os.getloadavg()[0]:.2f}\n"
     )
     splits = list(tables.evals)
     header = " | ".join(f"{s} {k.replace('unnormalized_accuracy', 'acc')}" for s in splits for k in KEYS)
-    print(f"| system | {header} | train s | eval s |")
-    print("|---|" + "---:|" * (len(splits) * len(KEYS) + 2))
+    timed = [len(row.get("train_s_all", [])) for row in rows]
+    extra = f" train s range ({max(timed)} runs) |" if max(timed, default=1) > 1 else ""
+    print(f"| system | {header} | train s | eval s |{extra}")
+    print("|---|" + "---:|" * (len(splits) * len(KEYS) + 2 + bool(extra)))
     for row in rows:
         cells = " | ".join(f"{row[s][k]:.2f}" for s in splits for k in KEYS)
-        print(f"| {row['system']} | {cells} | {row['train_s']:.0f} | {row['eval_s']:.0f} |")
+        times = row.get("train_s_all", [row["train_s"]])
+        span = f" {min(times):.0f}-{max(times):.0f} |" if extra else ""
+        print(f"| {row['system']} | {cells} | {row['train_s']:.0f} | {row['eval_s']:.0f} |{span}")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,10 @@ EncodeFn = Callable[[torch.Tensor, torch.Tensor], Representation]
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has AMX-BF16 tiles.
 
-    AVX512-BF16 alone is not enough: with the torch 2.13 CPU wheel on such a CPU (this repo's CI machine) bf16
-    products fall back to ATen's reference GEMM and MiniLM encoding under bf16 autocast is ~6x SLOWER than fp32
-    (measured: 256 x 32 tokens, 42 s vs 7 s; training ~13x slower), so "auto" keeps fp32 there.
+    Without AMX, bf16 products of the torch 2.13 CPU wheel fall back to ATen's reference GEMM: on this repo's
+    development machine (AMD EPYC, AVX2 only) a bf16 [4096 x 384] @ [384 x 1536] product runs at ~1 GFLOP/s vs
+    ~100 GFLOP/s in fp32, MiniLM encoding under bf16 autocast was ~6x SLOWER than fp32 (256 x 32 tokens, 42 s vs
+    7 s) and training ~13x slower, so "auto" keeps fp32 there.
     """
     try:
         with open("/proc/cpuinfo") as handle:

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 SCORED_STRATEGIES = ("hard", "mixed", "topk")
 STRATEGIES = ("random",) + SCORED_STRATEGIES
-POOLS = ("training", "world")
+POOLS = ("training", "world", "labeled")
 
 
 @dataclass
@@ -65,12 +65,20 @@ class Pool:
 
 
 def negative_pools(mentions: MentionTable, entities: EntityTable, pool: str) -> list[Pool]:
-    """``training``: one pool of every entity of the training mentions' worlds (sorted); ``world``: one per world."""
+    """The pools negatives are drawn from, each with the mentions that draw from it.
+
+    ``training``: one pool of every entity of the training mentions' worlds (sorted); ``world``: one per world
+    with all of that world's entities; ``labeled``: one per world with only the entities that are the gold of some
+    training mention of that world (sorted rows) -- sentence-transformers' ``mine_hard_negatives`` default corpus
+    (the positives), re-encoded at a fraction of a world's cost.
+    """
     if pool not in POOLS:
         raise ValueError(f"negative_pool must be one of {POOLS}, got {pool!r}")
     by_world = mentions.indices_by_world()  # sorted worlds
     if pool == "world":
         return [Pool(w, entities.rows_by_world[w], idx) for w, idx in by_world.items()]
+    if pool == "labeled":
+        return [Pool(f"{w} (labeled)", mentions.gold_rows[idx].unique(), idx) for w, idx in by_world.items()]
     rows = torch.cat([entities.rows_by_world[w] for w in by_world])
     return [Pool("training", rows, torch.arange(len(mentions)))]
 
@@ -87,7 +95,8 @@ class NegativeMiner:
         hard_fraction: share of hard negatives for "mixed" (p / 100).
         seed: base seed; negatives depend only on (seed, epoch, model), never on chunking or process count.
         chunk_size: mentions per chunk (device memory: chunk_size x entity chunk scores).
-        pool: "training" (all entities of all training worlds; Section 6.3) or "world" (the mention's world).
+        pool: "training" (all entities of all training worlds; Section 6.3), "world" (the mention's world) or
+            "labeled" (the golds of the training mentions of the mention's world).
     """
 
     def __init__(

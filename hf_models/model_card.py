@@ -64,7 +64,11 @@ NEGATIVES = {
     "topk": "the K-1 highest-scoring non-gold entities under the current model (Gillick et al., 2019), re-mined at "
     "the start of every epoch",
 }
-POOLS = {"world": "from the mention's own world", "training": "from all entities of the training worlds"}
+POOLS = {
+    "world": "from the mention's own world",
+    "training": "from all entities of the training worlds",
+    "labeled": "from the gold entities of the training mentions of the mention's world",
+}
 METRIC = re.compile(r"^(recall@\d+|unnormalized_accuracy|normalized_accuracy)$")
 
 

@@ -109,7 +109,11 @@ class DataArguments:
         default=None, metadata={"help": "A second saved model: write a Table-3 style side-by-side report."}
     )
     write_candidates: bool = field(
-        default=True, metadata={"help": "Write top-k candidate files for every split."}
+        default=True,
+        metadata={
+            "help": "Write top-k candidate files for every split (a reranker's input); false skips ranking the "
+            "training split."
+        },
     )
     push_candidates: bool = field(
         default=False,
@@ -390,12 +394,20 @@ def sentence_transformers_pooling(encoder_dir: str) -> str:
 def evaluate_splits(
     trainer: NCETrainer, data: RecipeData, data_args: DataArguments, candidates: dict[str, Ranking]
 ) -> dict:
-    """Final metrics of the eval and test splits; candidate files for every split; the qualitative report."""
+    """Final metrics of the eval and test splits; candidate files for every split; the qualitative report.
+
+    Without ``write_candidates`` the training split is not ranked at all (its worlds are not encoded).
+    """
     output_dir = Path(trainer.args.output_dir)
     results = {}
+    splits = {
+        name: mentions
+        for name, mentions in data.splits.items()
+        if data_args.write_candidates or name != data_args.train_split
+    }
     # one pass over all splits: each world is encoded once, whichever splits have mentions in it
-    rankings = trainer.predict_split_rankings(data.splits, data.entities, candidates)
-    for split, mentions in data.splits.items():
+    rankings = trainer.predict_split_rankings(splits, data.entities, candidates)
+    for split, mentions in splits.items():
         ranking = rankings[split]
         if split != data_args.train_split:
             results[split] = evaluate_ranking(ranking, mentions, data.entities, ks=trainer.recall_ks)

@@ -171,6 +171,28 @@ def test_world_pool_stays_in_world(tiny_bert_dir, tiny_el):
         assert {entities.worlds[r] for r in row} == {train.worlds[i]}
 
 
+def test_labeled_pool_draws_only_other_golds_of_the_world(tiny_bert_dir, tiny_el):
+    """negative_pool='labeled': negatives are golds of other training mentions of the same world, never the own."""
+    _, entities, splits = tiny_el
+    train = splits["train"]
+    golds_by_world: dict[str, set[int]] = {}
+    for world, gold in zip(train.worlds, train.gold_rows.tolist(), strict=True):
+        golds_by_world.setdefault(world, set()).add(gold)
+    num_negatives = min(len(g) for g in golds_by_world.values()) - 1
+    assert num_negatives >= 2
+    model = MODEL_BY_ARCHITECTURE["dual"].from_encoder(str(tiny_bert_dir))
+    for strategy in ("random", "hard"):
+        miner = _miner(model, tiny_el, pool="labeled", strategy=strategy, num_negatives=num_negatives)
+        assert sum(len(p.entity_rows) for p in miner.pools) == sum(len(g) for g in golds_by_world.values())
+        mined = miner.mine(0)
+        for i, row in enumerate(mined.ids.tolist()):
+            gold = int(train.gold_rows[i])
+            assert gold not in row and len(set(row)) == len(row)
+            assert set(row) <= golds_by_world[train.worlds[i]] - {gold}
+    with pytest.raises(ValueError, match=r"\(labeled\)' has"):
+        _miner(model, tiny_el, pool="labeled", num_negatives=num_negatives + 1)
+
+
 def test_pool_too_small_is_refused(tiny_bert_dir, tiny_el):
     with pytest.raises(ValueError, match="negative pool 'alpha' has 12 entities"):
         _miner(
