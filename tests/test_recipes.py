@@ -35,7 +35,9 @@ def test_retriever_then_reranker(tmp_path, tiny_bert_dir, tiny_dataset):
     results = run_retriever_recipe(
         ["--config", str(REPO_ROOT / "recipes/configs/demo_som.yaml"), "--encoder", str(tiny_bert_dir),
          "--dataset_dir", str(tiny_dataset), "--output_dir", str(retriever_dir), *COMMON,
-         "--max_train_mentions", "16", "--bias_probe_mentions", "4", "--bias_probe_draws", "5"]
+         "--max_train_mentions", "16", "--bias_probe_mentions", "4", "--bias_probe_draws", "5",
+         # the demo config as `make demo` runs it, plus the best-model selection and candidate files of the paper flow
+         "--load_best_model_at_end", "true", "--write_candidates", "true"]
     )  # fmt: skip
     assert set(results) == {"val", "test"}
     state = json.loads((retriever_dir / "checkpoint-4" / "trainer_state.json").read_text())
