@@ -102,7 +102,9 @@ def test_card_kinds_of_negatives() -> None:
     assert "30% hard" in describe(config, training_args(negatives="mixed", hard_percent=30.0))
     assert "uniformly random" in describe(config, training_args(negatives="random", negative_pool="training"))
     assert "training worlds" in describe(config, training_args(negative_pool="training"))
-    assert "gold entities of the training mentions" in describe(config, training_args(negative_pool="labeled"))
+    assert "gold entities of the training mentions" in describe(
+        config, training_args(negative_pool="labeled")
+    )
     assert "eq. (10)" in describe(config, training_args(loss="adjusted"))
 
 
