@@ -31,12 +31,12 @@ from .samplers import (
 from .scoring import Representation
 from .streaming import PartialDraw, merge_partials, pin_if_cuda, stream_partial
 from .tables import EntityTable, MentionTable
+from .training_args import NEGATIVE_POOLS as POOLS
 
 logger = logging.getLogger(__name__)
 
 SCORED_STRATEGIES = ("hard", "mixed", "topk")
 STRATEGIES = ("random",) + SCORED_STRATEGIES
-POOLS = ("training", "world", "labeled")
 
 
 @dataclass
