@@ -53,7 +53,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--negatives", default="mixed", choices=["random", "hard", "mixed", "topk"])
     parser.add_argument("--encode_batch", type=int, default=512)
     parser.add_argument("--entity_chunk", type=int, default=8192, help="Entities streamed per device chunk.")
-    parser.add_argument("--mention_chunk", type=int, default=128)
+    parser.add_argument(
+        "--mention_chunk",
+        type=int,
+        default=None,
+        help="Mentions per mining chunk (default: 128 for dual, 8 for som, whose one chunk of 128 mentions scans "
+        "the whole som store for ~20 minutes on 2 CPU cores: longer than the time box).",
+    )
     parser.add_argument("--encode_seconds", type=float, default=240.0, help="Time box of entity encoding.")
     parser.add_argument(
         "--mine_seconds", type=float, default=120.0, help="Time box of mining per architecture."
@@ -170,7 +176,7 @@ def run_architecture(cli, architecture: str, model_dir: Path, table, train) -> N
         strategy=cli.negatives,
         num_negatives=cli.num_candidates - 1,
         hard_fraction=0.5,
-        chunk_size=cli.mention_chunk,
+        chunk_size=mention_chunk(cli, architecture),
         pool="training",
     )
     pool = miner.pools[0]
@@ -181,7 +187,7 @@ def run_architecture(cli, architecture: str, model_dir: Path, table, train) -> N
     with Stage(
         architecture, f"mine one epoch ({cli.negatives}, K={cli.num_candidates}, training pool)"
     ) as row:
-        chunks = pool.mention_indices.split(cli.mention_chunk)
+        chunks = pool.mention_indices.split(mention_chunk(cli, architecture))
         began, done = time.perf_counter(), 0
         for indices in chunks:
             ids, _ = miner._mine_chunk(0, pool, indices, store, 0)
@@ -193,6 +199,11 @@ def run_architecture(cli, architecture: str, model_dir: Path, table, train) -> N
         row["full_seconds"] = elapsed * len(train) / done
         row["done"] = f"{done:,}/{len(train):,} mentions" + (" (extrapolated)" if done < len(train) else "")
     del store
+
+
+def mention_chunk(cli, architecture: str) -> int:
+    """Mentions per mining chunk: the flag, else 8 for som (a whole-store scan per chunk) and 128 otherwise."""
+    return cli.mention_chunk or (8 if architecture == "som" else 128)
 
 
 def encode_time_boxed(miner, rows: torch.Tensor, cli, row: dict) -> Representation:
@@ -232,7 +243,8 @@ def main(argv=None) -> list[dict]:
     model_dir = tiny_model_dir(cli.hidden, cli.layers, cli.max_length)
     print(
         f"tiny BERT: hidden {cli.hidden}, {cli.layers} layer(s); {cli.max_length} wordpieces; encode dtype auto; "
-        f"store fp16; entity chunk {cli.entity_chunk}; mention chunk {cli.mention_chunk}"
+        f"store fp16; entity chunk {cli.entity_chunk}; mention chunk "
+        + ", ".join(f"{a} {mention_chunk(cli, a)}" for a in cli.architectures)
     )
     print("| architecture | stage | done | seconds measured | seconds for all | peak RSS MiB |")
     print("|---|---|---|---:|---:|---:|")

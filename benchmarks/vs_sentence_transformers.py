@@ -443,8 +443,6 @@ def main() -> None:
         cli.repeats
     ):  # round 0 trains and evaluates; later rounds re-time the training (A B A B)
         for index, name in enumerate(cli.systems):
-            if repeat and name == PYLATE_ROW:
-                continue  # the peer runs in its own process: timed once
             set_seed(cli.seed)
             start = time.perf_counter()
             if name == PYLATE_ROW:

@@ -75,7 +75,8 @@ class NCETrainingArguments(TrainingArguments):
         metadata={
             "help": "Not in the paper: score each mention against the union of its batch's B x K candidates (own gold "
             "first, other slots holding its gold and repeated entities masked): up to B*K-1 negatives (the batch's "
-            "hard negatives plus the other golds as in-batch negatives) for the encoding cost of K. Needs loss=nce."
+            "hard negatives plus the other golds as in-batch negatives) for the encoding cost of K (each distinct "
+            "entity of the batch is encoded once). Needs loss=nce."
         },
     )
     resume_remine_negatives: bool = field(

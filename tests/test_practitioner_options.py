@@ -184,3 +184,40 @@ def test_cpu_bf16_training_is_warned_about(tmp_path, caplog, monkeypatch):
     with caplog.at_level(logging.WARNING, logger="hf_models.recipe"):
         recipe.warn_cpu_bf16_training(tiny_args(tmp_path, bf16=False))
     assert caplog.text == ""
+
+
+@pytest.mark.parametrize("model_class", [DualEncoderModel, SumOfMaxModel])
+def test_shared_candidates_encode_each_entity_once_with_the_same_loss_and_gradients(
+    tiny_bert_dir, model_class
+):
+    torch.manual_seed(0)
+    model = model_class.from_encoder(str(tiny_bert_dir), similarity="cosine", similarity_scale=5.0).eval()
+    inputs = batch_inputs()  # eval(): no dropout, so the two computations see the same network
+    # mention 1's hard negative is mention 0's gold and mention 2 shares mention 0's negative: 7 distinct of 9 slots
+    ids = torch.tensor([[10, 11, 12], [13, 10, 14], [15, 11, 16]])
+    for b, c, src_b, src_c in [(1, 1, 0, 0), (2, 1, 0, 1)]:  # equal ids carry equal inputs
+        for key in ("entity_input_ids", "entity_attention_mask"):
+            inputs[key][b, c] = inputs[key][src_b, src_c]
+    calls = []
+    hook = model.entity_encoder.register_forward_hook(
+        lambda m, args, kw, out: calls.append(kw["input_ids"].shape[0]), with_kwargs=True
+    )
+    out = model(**inputs, candidate_ids=ids, share_candidates=True)
+    hook.remove()
+    assert calls == [7]  # each distinct entity encoded once
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    # reference: every one of the B x C slots encoded separately, then the same masking
+    mentions = model.encode_mentions(inputs["mention_input_ids"], inputs["mention_attention_mask"])
+    entities = model.encode_entities(
+        inputs["entity_input_ids"].reshape(9, -1), inputs["entity_attention_mask"].reshape(9, -1)
+    )
+    reference = shared_candidate_scores(model.score_all(mentions, entities), ids)
+    torch.testing.assert_close(out.scores, reference, rtol=1e-5, atol=1e-5)
+    loss = torch.nn.functional.cross_entropy(reference, torch.zeros(3, dtype=torch.long))
+    torch.testing.assert_close(out.loss, loss, rtol=1e-5, atol=1e-6)
+    loss.backward()
+    for name, param in model.named_parameters():
+        if name in grads:
+            torch.testing.assert_close(grads[name], param.grad, rtol=1e-4, atol=1e-6, msg=name)
