@@ -67,30 +67,37 @@ PAPER = {  # the issue's run of recipes/zeshel_dual.py
     "optim": "adamw_torch",
     "learning_rate": None,  # None: --learning_rate
     "warmup_steps": 0.0,  # a float < 1 is a ratio of the steps (transformers 5)
+    "freeze_word_embeddings": False,
 }
 # Each row: overrides of PAPER. "ours" is the configuration the README recommends for practitioners
 # (recipes/configs/kb_dual.yaml): hard negatives re-mined every epoch from the labeled entities of the mention's
-# world, shared across the batch (K = 2: own gold + 1 hard; up to 31 negatives per mention at batch 16), mean
-# pooling, cosine x 20, two encoders (the paper's E and F; one shared encoder measured worse), fused AdamW.
+# world, shared across the batch (K = 2: own gold + 1 hard; up to 63 negatives per mention at batch 32), mean
+# pooling, cosine x 20, two encoders (the paper's E and F; one shared encoder measured worse), word-embedding
+# tables fixed, lr 1e-4, fused AdamW.
 OURS = {
     **PAPER,
     "negatives": "hard",
     "negative_pool": "labeled",
     "share_candidates": True,
     "num_candidates": 2,
-    "per_device_train_batch_size": 16,
+    "per_device_train_batch_size": 32,
+    "learning_rate": 1e-4,
+    "freeze_word_embeddings": True,
     "similarity": "cosine",
     "reduction": "mean",
     "shared_encoder": False,
     "optim": "adamw_torch_fused",
 }
+# the previous `ours` (README run A/B/C): batch 16, lr --learning_rate, embeddings trained
+OURS_B16 = {**OURS, "per_device_train_batch_size": 16, "learning_rate": None, "freeze_word_embeddings": False}
 SYSTEMS: dict[str, dict] = {
     "paper-dual-random": {**PAPER, "negatives": "random"},
     "paper-dual-hard": {**PAPER, "negatives": "hard"},
     "ours": OURS,
     # ablations: one change from `ours` each
-    "ours-B32": {**OURS, "per_device_train_batch_size": 32},
-    "ours-B32-lr1e-4": {**OURS, "per_device_train_batch_size": 32, "learning_rate": 1e-4},
+    "ours-B16": {**OURS, "per_device_train_batch_size": 16},
+    "ours-lr5e-5": {**OURS, "learning_rate": None},
+    "ours-trained-emb": {**OURS, "freeze_word_embeddings": False},
     "ours-world-pool": {**OURS, "negative_pool": "world"},
     "ours-leftmost": {**OURS, "reduction": "leftmost"},
     "ours-dot": {**OURS, "similarity": "dot"},
@@ -98,11 +105,21 @@ SYSTEMS: dict[str, dict] = {
     "ours-K4": {**OURS, "num_candidates": 4},
     "ours-unshared-K4": {**OURS, "num_candidates": 4, "share_candidates": False},
     "ours-random": {**OURS, "negatives": "random"},
-    "ours-lr1e-4": {**OURS, "learning_rate": 1e-4},
     "ours-warmup10": {**OURS, "warmup_steps": 0.1},
+    # the previous `ours` (batch 16, lr 5e-5, embeddings trained) and its one-change ablations (README runs A-C)
+    "ours-b16": OURS_B16,
+    "ours-b16-frozen-emb": {**OURS_B16, "freeze_word_embeddings": True},
+    "ours-b16-B32": {**OURS_B16, "per_device_train_batch_size": 32},
+    "ours-b16-B32-lr1e-4": {**OURS_B16, "per_device_train_batch_size": 32, "learning_rate": 1e-4},
+    "ours-b16-lr1e-4": {**OURS_B16, "learning_rate": 1e-4},
+    "ours-b16-shared-encoder": {**OURS_B16, "shared_encoder": True},
     "som-paper-hard": {**PAPER, "architecture": "som", "negatives": "hard"},
     # `ours` for sum-of-max: a sum of up to T cosines, no extra temperature (as ColBERT / PyLate)
     "som-ours": {**OURS, "architecture": "som", "reduction": "leftmost", "similarity_scale": 1.0},
+}
+SYSTEMS["som-ours-b16"] = {
+    **SYSTEMS["som-ours"],
+    **{k: OURS_B16[k] for k in ("per_device_train_batch_size", "learning_rate", "freeze_word_embeddings")},
 }
 DEFAULT_ROWS = [*ST_ROWS, "paper-dual-random", "paper-dual-hard", "ours", "ours-world-pool"]
 KEYS = ("recall@1", "recall@8", "recall@64", "unnormalized_accuracy")
@@ -404,6 +421,7 @@ def train_nce(cli: argparse.Namespace, tables: Tables, name: str, encoder: str):
         per_device_train_batch_size=settings["per_device_train_batch_size"],
         learning_rate=settings["learning_rate"] or cli.learning_rate,
         warmup_steps=settings["warmup_steps"],
+        freeze_word_embeddings=settings["freeze_word_embeddings"],
         num_train_epochs=cli.num_train_epochs,
         optim=settings["optim"],
         weight_decay=0.0,

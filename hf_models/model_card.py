@@ -29,12 +29,14 @@ HYPERPARAMETERS = (
     "hard_percent",
     "negative_pool",
     "num_candidates",
+    "share_candidates",
     "loss",
     "learning_rate",
     "num_train_epochs",
     "per_device_train_batch_size",
     "gradient_accumulation_steps",
     "optim",
+    "freeze_word_embeddings",
     "seed",
 )
 KNOBS = (
@@ -173,10 +175,20 @@ def describe(config, args) -> str:
         p=float(getattr(args, "hard_percent", 50.0))
     )
     pool = POOLS.get(plain(getattr(args, "negative_pool", "world")), "")
+    if getattr(args, "share_candidates", False):
+        batch = getattr(args, "per_device_train_batch_size", None)
+        shared = (
+            f"shared across the batch of {batch}: each mention is also scored against the other mentions' "
+            f"candidates, up to {batch} x K - 1 negatives (in-batch negatives: not in the paper)"
+        )
+    else:
+        shared = "no in-batch negatives"
     text += (
-        f" Trained with the NCE loss of {loss} over K = {k} candidates per mention (the gold and K-1 negatives, no "
-        f"in-batch negatives); negatives: {description}{', ' + pool if pool else ''}."
+        f" Trained with the NCE loss of {loss} over K = {k} candidates per mention (the gold and K-1 negatives, "
+        f"{shared}); negatives: {description}{', ' + pool if pool else ''}."
     )
+    if getattr(args, "freeze_word_embeddings", False):
+        text += " The word-embedding tables were kept fixed during training (not in the paper)."
     return text
 
 

@@ -27,6 +27,27 @@ def is_cross_encoder(model) -> bool:
     return not hasattr(model, "encode_mentions")
 
 
+def freeze_word_embeddings(model: torch.nn.Module) -> int:
+    """Stop gradients into every backbone's word-embedding table (``--freeze_word_embeddings``); returns how many
+    parameters were frozen (a table shared by two encoders counts once)."""
+    from transformers import PreTrainedModel
+
+    tables = {
+        id(module.get_input_embeddings().weight): module.get_input_embeddings().weight
+        for module in model.modules()
+        if module is not model and isinstance(module, PreTrainedModel)
+    }
+    if not tables:
+        raise ValueError(
+            f"--freeze_word_embeddings: {type(model).__name__} has no backbone with input embeddings"
+        )
+    for weight in tables.values():
+        weight.requires_grad_(False)
+    frozen = sum(weight.numel() for weight in tables.values())
+    logger.info("freeze_word_embeddings: %d word-embedding parameters will not be trained", frozen)
+    return frozen
+
+
 class NCETrainer(Trainer):
     """Train a retriever (or reranker) on mentions with gold + K-1 negatives, no in-batch negatives.
 
@@ -62,6 +83,8 @@ class NCETrainer(Trainer):
             raise ValueError(
                 "--share_candidates: the joint reranker scores (mention, entity) pairs; it cannot share"
             )
+        if args.freeze_word_embeddings:
+            freeze_word_embeddings(model)
         collator = CandidateCollator(
             train_mentions, entities, self.store, cross=self.cross, share_candidates=args.share_candidates
         )

@@ -79,6 +79,14 @@ class NCETrainingArguments(TrainingArguments):
             "entity of the batch is encoded once). Needs loss=nce."
         },
     )
+    freeze_word_embeddings: bool = field(
+        default=False,
+        metadata={
+            "help": "Not in the paper: keep every encoder's word-embedding table fixed (no gradient, no optimizer "
+            "state). On CPU this saves the dense [vocab, H] gradient and its AdamW update at every step (for "
+            "MiniLM about half of the trainable parameters); position embeddings and all layers still train."
+        },
+    )
     resume_remine_negatives: bool = field(
         default=False,
         metadata={

@@ -106,6 +106,14 @@ def test_card_kinds_of_negatives() -> None:
         config, training_args(negative_pool="labeled")
     )
     assert "eq. (10)" in describe(config, training_args(loss="adjusted"))
+    assert "no in-batch negatives" in describe(config, training_args())
+    shared = describe(
+        config, training_args(share_candidates=True, per_device_train_batch_size=16, num_candidates=2)
+    )
+    assert "no in-batch negatives" not in shared and "up to 16 x K - 1 negatives" in shared
+    assert "word-embedding tables were kept fixed" in describe(
+        config, training_args(freeze_word_embeddings=True)
+    )
 
 
 def test_helpers() -> None:

@@ -221,3 +221,29 @@ def test_shared_candidates_encode_each_entity_once_with_the_same_loss_and_gradie
     for name, param in model.named_parameters():
         if name in grads:
             torch.testing.assert_close(grads[name], param.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_freeze_word_embeddings_keeps_the_tables_and_trains_the_rest(tmp_path, tiny_bert_dir, tiny_el):
+    from hf_models.trainer import freeze_word_embeddings
+
+    tokenizer, entities, splits = tiny_el
+    torch.manual_seed(0)
+    model = DualEncoderModel.from_encoder(str(tiny_bert_dir))  # two encoders: two tables
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    args = tiny_args(tmp_path, freeze_word_embeddings=True, num_train_epochs=1, eval_strategy="no")
+    trainer = NCETrainer(model, args, splits["train"], entities)
+    trainer.train()
+    tables = [name for name in before if "word_embeddings" in name]
+    assert len(tables) == 2
+    for name, param in model.named_parameters():
+        if name in tables:
+            assert not param.requires_grad and torch.equal(param, before[name]), name
+    changed = {name for name, param in model.named_parameters() if not torch.equal(param, before[name])}
+    assert any("position_embeddings" in name for name in changed)
+    assert any("mention_encoder.encoder.layer" in name for name in changed)
+    assert any("entity_encoder.encoder.layer" in name for name in changed)
+    shared = DualEncoderModel.from_encoder(str(tiny_bert_dir), shared_encoder=True)
+    table = shared.mention_encoder.get_input_embeddings().weight
+    assert freeze_word_embeddings(shared) == table.numel()  # one table, counted once
+    with pytest.raises(ValueError, match="freeze_word_embeddings"):
+        freeze_word_embeddings(torch.nn.Linear(2, 2))
