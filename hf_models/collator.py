@@ -106,3 +106,45 @@ def candidate_inputs(
         "entity_input_ids": e_ids,
         "entity_attention_mask": e_mask,
     }
+
+
+class WorldBatchSampler(torch.utils.data.Sampler[int]):
+    """Mention indices ordered so that every batch of ``batch_size`` consecutive indices holds one world's mentions.
+
+    Not in the paper (``--group_batches_by_world``). Per epoch, seeded by (seed, epoch): each world's mentions are
+    shuffled and cut into full batches; the leftovers of all worlds are shuffled together into mixed batches; the
+    full batches are shuffled, then the mixed ones follow (a short one last), so the DataLoader's batch boundaries
+    fall on these groups. With shared candidates a mention's in-batch negatives are then entities of its own world,
+    and its hard negative is more often another batch mention's gold (one encoding for both slots).
+    """
+
+    def __init__(self, mentions: MentionTable, batch_size: int, seed: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"WorldBatchSampler: batch_size must be >= 1, got {batch_size}")
+        self.by_world = mentions.indices_by_world()
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+        self.size = len(mentions)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def batches(self) -> list[torch.Tensor]:
+        """This epoch's batches of mention indices (every one but possibly the last has batch_size rows)."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        full, leftovers = [], []
+        for indices in self.by_world.values():
+            shuffled = indices[torch.randperm(len(indices), generator=generator)]
+            cut = len(shuffled) - len(shuffled) % self.batch_size
+            full += list(shuffled[:cut].split(self.batch_size))
+            leftovers.append(shuffled[cut:])
+        rest = torch.cat(leftovers)
+        mixed = list(rest[torch.randperm(len(rest), generator=generator)].split(self.batch_size))
+        order = torch.randperm(len(full), generator=generator).tolist()
+        return [full[i] for i in order] + mixed
+
+    def __iter__(self):
+        for batch in self.batches():
+            yield from batch.tolist()

@@ -37,6 +37,7 @@ HYPERPARAMETERS = (
     "gradient_accumulation_steps",
     "optim",
     "freeze_word_embeddings",
+    "group_batches_by_world",
     "seed",
 )
 KNOBS = (
@@ -187,6 +188,8 @@ def describe(config, args) -> str:
         f" Trained with the NCE loss of {loss} over K = {k} candidates per mention (the gold and K-1 negatives, "
         f"{shared}); negatives: {description}{', ' + pool if pool else ''}."
     )
+    if getattr(args, "group_batches_by_world", False):
+        text += " Each training batch held mentions of one world (not in the paper)."
     if getattr(args, "freeze_word_embeddings", False):
         text += " The word-embedding tables were kept fixed during training (not in the paper)."
     return text

@@ -11,7 +11,7 @@ from transformers import Trainer, TrainerCallback
 from .atomic import fault_point, staged_files
 from .callbacks import NegativeMiningCallback, NegativeSource
 from .checkpoints import NEGATIVES_NAME, load_negatives, resolve_resume, save_negatives
-from .collator import CandidateCollator, MentionIndexDataset, NegativesStore
+from .collator import CandidateCollator, MentionIndexDataset, NegativesStore, WorldBatchSampler
 from .entity_index import EntityIndex
 from .evaluation import Ranking, evaluate_ranking, rerank, retrieve_splits
 from .mining import NegativeMiner
@@ -229,6 +229,12 @@ class NCETrainer(Trainer):
         return metrics
 
     # ------------------------------------------------- checkpoints and resume
+    def _get_train_sampler(self, train_dataset=None):
+        """``group_batches_by_world``: batches of one world each (:class:`WorldBatchSampler`); else the Trainer's."""
+        if not self.args.group_batches_by_world:
+            return super()._get_train_sampler(train_dataset)
+        return WorldBatchSampler(self.train_mentions, self.args.per_device_train_batch_size, self.args.seed)
+
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         """As Trainer.train; a resumed run also restores the negatives of the epoch in progress.
 

@@ -79,6 +79,14 @@ class NCETrainingArguments(TrainingArguments):
             "entity of the batch is encoded once). Needs loss=nce."
         },
     )
+    group_batches_by_world: bool = field(
+        default=False,
+        metadata={
+            "help": "Not in the paper: every training batch holds mentions of one world (leftovers of each world form "
+            "mixed batches), reshuffled every epoch from the seed. With share_candidates the in-batch negatives are "
+            "then entities of the mention's own world, and repeated entities of a batch are encoded once."
+        },
+    )
     freeze_word_embeddings: bool = field(
         default=False,
         metadata={

@@ -4,8 +4,8 @@
 
 Not the paper's settings (those are in the zeshel_* recipes): hard negatives re-mined with the current model at every
 epoch as in the paper, but only from the labeled entities of each mention's world (``negative_pool: labeled``) and
-shared across the batch (in-batch negatives too), mean pooling, cosine x 20, batch 32, K = 2, two encoders with
-their word-embedding tables fixed, lr 1e-4. On the embedded data it beat sentence-transformers' MNRL recipe on
+shared across the batch (in-batch negatives too; each batch holds 32 mentions of one world), mean pooling,
+cosine x 20, K = 2, two encoders with their word-embedding tables fixed, lr 1e-4. On the embedded data it beat sentence-transformers' MNRL recipe on
 accuracy and recall@8 on both variants of benchmarks/vs_sentence_transformers.py, at the same or lower wall time
 (README, "The practitioner's baseline").
 """

@@ -114,6 +114,7 @@ def test_card_kinds_of_negatives() -> None:
     assert "word-embedding tables were kept fixed" in describe(
         config, training_args(freeze_word_embeddings=True)
     )
+    assert "batch held mentions of one world" in describe(config, training_args(group_batches_by_world=True))
 
 
 def test_helpers() -> None:

@@ -247,3 +247,35 @@ def test_freeze_word_embeddings_keeps_the_tables_and_trains_the_rest(tmp_path, t
     assert freeze_word_embeddings(shared) == table.numel()  # one table, counted once
     with pytest.raises(ValueError, match="freeze_word_embeddings"):
         freeze_word_embeddings(torch.nn.Linear(2, 2))
+
+
+def test_world_batches_are_one_world_each_seeded_and_cover_every_mention(tmp_path, tiny_bert_dir, tiny_el):
+    from hf_models.collator import WorldBatchSampler
+
+    tokenizer, entities, splits = tiny_el
+    train = splits["train"]
+    sampler = WorldBatchSampler(train, batch_size=3, seed=5)
+    batches = sampler.batches()
+    assert sorted(torch.cat(batches).tolist()) == list(range(len(train)))  # every mention once
+    assert list(sampler) == torch.cat(batches).tolist() and len(sampler) == len(train)
+    by_world = train.indices_by_world()
+    full = sum(len(idx) // 3 for idx in by_world.values())
+    assert full > 0
+    for batch in batches[:full]:  # the full batches come first, one world each
+        assert len(batch) == 3 and len({train.worlds[i] for i in batch.tolist()}) == 1
+    assert all(len(b) == 3 for b in batches[:-1])  # batch boundaries fall on the groups
+    assert [b.tolist() for b in WorldBatchSampler(train, 3, seed=5).batches()] == [
+        b.tolist() for b in batches
+    ]
+    sampler.set_epoch(1)
+    assert [b.tolist() for b in sampler.batches()] != [b.tolist() for b in batches]  # reshuffled per epoch
+    with pytest.raises(ValueError, match="batch_size"):
+        WorldBatchSampler(train, batch_size=0, seed=5)
+    model = DualEncoderModel.from_encoder(str(tiny_bert_dir), similarity="cosine")
+    args = tiny_args(
+        tmp_path, group_batches_by_world=True, share_candidates=True, num_train_epochs=1, eval_strategy="no"
+    )
+    trainer = NCETrainer(model, args, train, entities)
+    assert isinstance(trainer._get_train_sampler(), WorldBatchSampler)
+    trainer.train()
+    assert trainer.state.global_step == -(-len(train) // 4)
