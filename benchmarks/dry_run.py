@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=None,
         help="Mentions per mining chunk (default: 128 for dual, 8 for som, whose one chunk of 128 mentions scans "
-        "the whole som store for ~20 minutes on 2 CPU cores: longer than the time box).",
+        "the whole som store for ~55 minutes on 2 CPU cores: longer than the time box).",
     )
     parser.add_argument("--encode_seconds", type=float, default=240.0, help="Time box of entity encoding.")
     parser.add_argument(

@@ -67,6 +67,20 @@ def adjusted_nce_loss(scores: torch.Tensor, negative_log_probs: torch.Tensor) ->
     return nce_loss(adjusted)
 
 
+def distinct_slots(candidate_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first slot of each distinct entity in a batch's candidates [B, C], and every slot's distinct index.
+
+    Returns ``first`` [U] (slot b*C + c of each distinct id's first occurrence) and ``inverse`` [B*C] (slot ->
+    position in ``first``), so a shared batch encodes each entity once: ``reps[first][inverse]`` = every slot's rep.
+    """
+    flat = candidate_ids.reshape(-1)  # [B*C]
+    _, inverse = torch.unique(flat, return_inverse=True)  # [B*C] in 0..U-1
+    slots = torch.arange(len(flat), device=flat.device)
+    first = torch.full((int(inverse.max()) + 1,), len(flat), device=flat.device, dtype=slots.dtype)
+    first = first.scatter_reduce(0, inverse, slots, reduce="amin")  # [U]
+    return first, inverse
+
+
 def shared_candidate_scores(all_scores: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
     """Candidate sets shared across a batch: each mention against the union of all B x C candidates (not in the paper).
 

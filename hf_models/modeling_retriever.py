@@ -32,7 +32,7 @@ from .configuration_retriever import (
     RetrieverConfig,
     SomConfig,
 )
-from .losses import LOSSES, adjusted_nce_loss, nce_loss, shared_candidate_scores
+from .losses import LOSSES, adjusted_nce_loss, distinct_slots, nce_loss, shared_candidate_scores
 from .modeling_text import RetrieverTextMixin
 from .scoring import (
     Representation,
@@ -72,20 +72,6 @@ def candidate_loss(
 
 
 # ---------------------------------------------------------------------- backbones
-def _distinct_slots(candidate_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first slot of each distinct entity in a batch's candidates [B, C], and every slot's distinct index.
-
-    Returns ``first`` [U] (slot b*C + c of each distinct id's first occurrence) and ``inverse`` [B*C] (slot ->
-    position in ``first``), so a shared batch encodes each entity once: ``reps[first][inverse]`` = every slot's rep.
-    """
-    flat = candidate_ids.reshape(-1)  # [B*C]
-    _, inverse = torch.unique(flat, return_inverse=True)  # [B*C] in 0..U-1
-    slots = torch.arange(len(flat), device=flat.device)
-    first = torch.full((int(inverse.max()) + 1,), len(flat), device=flat.device, dtype=slots.dtype)
-    first = first.scatter_reduce(0, inverse, slots, reduce="amin")  # [U]
-    return first, inverse
-
-
 def backbone_config(config_dict: dict[str, Any]) -> PreTrainedConfig:
     """A backbone config (BertConfig, ...) from its ``to_dict()``."""
     if "model_type" not in config_dict:
@@ -306,7 +292,7 @@ class RetrieverModel(RetrieverTextMixin, RetrieverPreTrainedModel):
                     "share_candidates needs candidate_ids [B, C] and loss='nce' (eq. 10's proposal "
                     f"probabilities are unknown for other mentions' candidates); got loss={loss!r}"
                 )
-            first, inverse = _distinct_slots(candidate_ids.to(entity_ids.device))  # [U], [B*C]
+            first, inverse = distinct_slots(candidate_ids.to(entity_ids.device))  # [U], [B*C]
             entities = self.encode_entities(entity_ids[first], entity_mask[first])  # each entity once: U rows
             all_scores = self.score_all(mentions, entities)[:, inverse]  # [B, U] -> [B, B*C]
             scores = shared_candidate_scores(all_scores, candidate_ids)  # [B, B*C]

@@ -49,7 +49,7 @@ def freeze_word_embeddings(model: torch.nn.Module) -> int:
 
 
 class NCETrainer(Trainer):
-    """Train a retriever (or reranker) on mentions with gold + K-1 negatives, no in-batch negatives.
+    """Train a retriever (or reranker) on mentions with gold + K-1 negatives (in-batch ones only with share_candidates).
 
     Args:
         model: a `RetrieverModel` subclass or `JointRerankerModel`.
