@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import shutil
 import sys
 import tempfile
@@ -62,6 +63,9 @@ from hf_models.entity_index import (  # noqa: E402
 from hf_models.faiss_backend import FaissIndex  # noqa: E402
 from hf_models.recipe import DataArguments, ModelArguments, build_model, load_recipe_data, resolve_encoder  # noqa: E402
 from hf_models.samplers import sample_negatives  # noqa: E402
+
+# faiss-cpu is a dependency of the repo, but a GPU image may lack it: its rows are then left out (and said so).
+HAVE_FAISS = importlib.util.find_spec("faiss") is not None
 
 
 # ---------------------------------------------------------------------------- measurement
@@ -215,7 +219,11 @@ def sample_hard(scores: torch.Tensor, gold: torch.Tensor, args) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- dual
 def bench_dual(args, tokenizer, data, meter: Meter) -> list[Row]:
-    model = build_model(ModelArguments(architecture="dual"), tokenizer).to(meter.device).eval()
+    model = (
+        build_model(ModelArguments(architecture="dual", encoder=args.encoder), tokenizer)
+        .to(meter.device)
+        .eval()
+    )
     n, e = len(data["gold"]), len(data["entity_ids"])
     hidden = model.config.encoder_hidden_size
     k = args.num_negatives + 1
@@ -234,14 +242,16 @@ def bench_dual(args, tokenizer, data, meter: Meter) -> list[Row]:
 
     rep = index.worlds[args.world].representation
 
-    faiss_index = make_index(model, args, backend="faiss", faiss_kind="flat")
-    with meter.stage(st, "faiss_build"):
-        flat = FaissIndex(dim=hidden, kind="flat", use_gpu=None if meter.device.type == "cuda" else False)
-        flat.add(rep.vectors.float(), mask=rep.mask)
-        faiss_index.worlds[args.world] = WorldEntities(list(data["entity_ids"]), rep, flat)
-    with meter.stage(st, "faiss_topk"):
-        _, faiss_top = faiss_index.search(args.world, reps, k)
-    agree = (exact_top.sort(1).values == faiss_top.sort(1).values).float().mean().item()
+    faiss_index = None
+    if HAVE_FAISS:
+        faiss_index = make_index(model, args, backend="faiss", faiss_kind="flat")
+        with meter.stage(st, "faiss_build"):
+            flat = FaissIndex(dim=hidden, kind="flat", use_gpu=None if meter.device.type == "cuda" else False)
+            flat.add(rep.vectors.float(), mask=rep.mask)
+            faiss_index.worlds[args.world] = WorldEntities(list(data["entity_ids"]), rep, flat)
+        with meter.stage(st, "faiss_topk"):
+            _, faiss_top = faiss_index.search(args.world, reps, k)
+        agree = (exact_top.sort(1).values == faiss_top.sort(1).values).float().mean().item()
 
     useful = 2.0 * n * e * hidden
     flops = 2.0 * n * e * reps.vectors.shape[1] * rep.vectors.shape[1] * hidden  # what the stored shapes cost
@@ -258,16 +268,19 @@ def bench_dual(args, tokenizer, data, meter: Meter) -> list[Row]:
             note=padded,
         ),
         Row("dual", f"ours exact, top-{k}", st, enc + ["exact_topk"], "exact_topk", flops, note=padded),
-        Row(
-            "dual",
-            f"ours faiss flat, top-{k}",
-            st,
-            enc + ["faiss_build", "faiss_topk"],
-            "faiss_topk",
-            useful,
-            note=f"same top-{k} sets as exact: {agree:.1%}",
-        ),
     ]
+    if HAVE_FAISS:
+        rows.append(
+            Row(
+                "dual",
+                f"ours faiss flat, top-{k}",
+                st,
+                enc + ["faiss_build", "faiss_topk"],
+                "faiss_topk",
+                useful,
+                note=f"same top-{k} sets as exact: {agree:.1%}",
+            )
+        )
     if not args.skip_st:
         rows += bench_st(args, model, tokenizer, data, meter, useful)
     del index, faiss_index, model
@@ -308,7 +321,7 @@ def bench_st(args, model, tokenizer, data, meter: Meter, flops: float) -> list[R
         with meter.stage(first, "end_to_end"):
             mined = mine(False, cache)  # tokenizes + encodes, writes the embeddings to its cache folder
         rows = []
-        for use_faiss in (False, True):
+        for use_faiss in (False, True) if HAVE_FAISS else (False,):
             stages = dict(first)
             with meter.stage(stages, "post_encoding"):
                 mine(use_faiss, cache)  # reads the cached embeddings: top-k + dataset assembly only
@@ -338,7 +351,11 @@ def sum_of_max(
 
 
 def bench_som(args, tokenizer, data, meter: Meter) -> list[Row]:
-    model = build_model(ModelArguments(architecture="som"), tokenizer).to(meter.device).eval()
+    model = (
+        build_model(ModelArguments(architecture="som", encoder=args.encoder), tokenizer)
+        .to(meter.device)
+        .eval()
+    )
     n, e = len(data["gold"]), len(data["entity_ids"])
     hidden = model.config.encoder_hidden_size
     index = make_index(model, args)
@@ -517,6 +534,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peak-size", type=int, default=2048, help="n of the n x n matmul peak measurement")
     parser.add_argument("--peak-seconds", type=float, default=2.0)
     parser.add_argument("--skip-st", action="store_true", help="skip the sentence-transformers comparison")
+    parser.add_argument(
+        "--encoder", default="embedded", help="'embedded' (all-MiniLM-L6-v2) or a local folder"
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -533,11 +553,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     if device.type != "cuda":
         print(f"No GPU in use (torch.cuda.is_available() = {torch.cuda.is_available()}): running on CPU.")
+    if not HAVE_FAISS:
+        print("faiss is not installed here: the FAISS rows (ours faiss flat, ST use_faiss) are left out.")
     peaks = {
         name: matmul_peak(dtype, args.peak_size, device, args.peak_seconds)
         for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
     }
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder("embedded"))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder))
     data = world_data(args, tokenizer)
     meter = Meter(device)
     rows: list[Row] = []

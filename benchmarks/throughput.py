@@ -13,6 +13,7 @@ Usage::
 
     nice python benchmarks/throughput.py                 # defaults below; prints markdown tables
     python benchmarks/throughput.py --repeats 2 --encode-rows 256 --mentions 64   # a quick run
+    python benchmarks/throughput.py --device cuda --parts score --mentions 2048   # the scoring stage on a GPU
 """
 
 from __future__ import annotations
@@ -30,14 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import machine_line  # noqa: E402
 
 from data_scripts.featurize import prepare_tokenizer  # noqa: E402
-from hf_models.encoding import encode_in_batches, resolve_encode_dtype  # noqa: E402
+from hf_models.encoding import autocast_for, encode_in_batches, resolve_encode_dtype  # noqa: E402
 from hf_models.entity_index import EntityIndex  # noqa: E402
 from hf_models.precision import exactness_report  # noqa: E402
 from hf_models.recipe import DataArguments, ModelArguments, build_model, load_recipe_data, resolve_encoder  # noqa: E402
 from hf_models.scoring import Representation  # noqa: E402
 
 
-def previous_encode(encode_fn, input_ids, attention_mask, *, batch_size, autocast_dtype) -> Representation:
+def previous_encode(
+    encode_fn, input_ids, attention_mask, *, batch_size, autocast_dtype, device
+) -> Representation:
     """The encoder loop before issue 13: fixed-row batches in table order, trimmed, concatenated (reference)."""
     parts = []
     with torch.no_grad():
@@ -45,36 +48,42 @@ def previous_encode(encode_fn, input_ids, attention_mask, *, batch_size, autocas
             ids = input_ids[start : start + batch_size]
             mask = attention_mask[start : start + batch_size]
             width = max(int(mask.sum(1).max()), 1)
-            context = torch.autocast("cpu", dtype=autocast_dtype) if autocast_dtype else torch.no_grad()
-            with context:
-                rep = encode_fn(ids[:, :width], mask[:, :width])
-            parts.append(Representation(vectors=rep.vectors.float(), mask=rep.mask))
+            with autocast_for(device, autocast_dtype):
+                rep = encode_fn(ids[:, :width].to(device), mask[:, :width].to(device))
+            parts.append(Representation(vectors=rep.vectors.float().cpu(), mask=rep.mask.cpu()))
     return Representation.cat(parts)
 
 
-def interleaved(runs: dict[str, callable], repeats: int) -> dict[str, list[float]]:
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(runs: dict[str, callable], repeats: int, device: torch.device) -> dict[str, list[float]]:
     """Seconds of each run, A B A B ... (after one untimed warm-up of each)."""
     for fn in runs.values():
         fn()
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(_timed(fn, device))
     return times
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+def matmul_peak(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
+    """GFLOP/s of the best of ``repeats`` square products (n = 2048 on a CPU, 8192 on a GPU)."""
+    size = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(size, size, device=device).to(dtype), torch.randn(size, size, device=device).to(dtype)
     torch.matmul(a, b)
-    best = min(_timed(lambda: torch.matmul(a, b)) for _ in range(repeats))
+    best = min(_timed(lambda: torch.matmul(a, b), device) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
 
 
-def _timed(fn) -> float:
+def _timed(fn, device: torch.device) -> float:
+    synchronize(device)
     start = time.perf_counter()
     fn()
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -87,7 +96,7 @@ def encoding_table(args, tokenizer, model) -> list[str]:
         "| rows | real tokens (mean / max) | batch | previous s, median (min-max) | sorted + budget s | speedup |",
         "|---|---|---|---|---|---|",
     ]
-    dtype = resolve_encode_dtype(args.encode_dtype, torch.device("cpu"))
+    dtype = resolve_encode_dtype(args.encode_dtype, args.device)
     for label, max_length, world in (
         (f"{args.world}, max_length {args.max_length}", args.max_length, args.world),
         (f"all worlds, max_length {args.varied_max_length}", args.varied_max_length, None),
@@ -102,19 +111,24 @@ def encoding_table(args, tokenizer, model) -> list[str]:
         lengths = mask.sum(1).float()
         runs = {
             "previous": lambda ids=ids, mask=mask: previous_encode(
-                model.encode_entities, ids, mask, batch_size=args.batch_size, autocast_dtype=dtype
+                model.encode_entities,
+                ids,
+                mask,
+                batch_size=args.batch_size,
+                autocast_dtype=dtype,
+                device=args.device,
             ),
             "sorted": lambda ids=ids, mask=mask: encode_in_batches(
                 model.encode_entities,
                 ids,
                 mask,
                 batch_size=args.batch_size,
-                device=torch.device("cpu"),
+                device=args.device,
                 autocast_dtype=dtype,
                 show_progress=False,
             ),
         }
-        times = interleaved(runs, args.repeats)
+        times = interleaved(runs, args.repeats, args.device)
         ratio = statistics.median(times["previous"]) / statistics.median(times["sorted"])
         lines.append(
             f"| {label}: {len(rows)} | {lengths.mean():.1f} / {int(lengths.max())} | {args.batch_size} | "
@@ -150,14 +164,18 @@ def scoring_tables(args, tokenizer, model) -> list[str]:
         results[dtype] = index.score(args.world, mentions)
 
     times = interleaved(
-        {"fp32": lambda: run(torch.float32), "bf16": lambda: run(torch.bfloat16)}, args.repeats
+        {"fp32": lambda: run(torch.float32), "bf16": lambda: run(torch.bfloat16)}, args.repeats, args.device
     )
-    peaks = {name: matmul_peak(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    peaks = {
+        name: matmul_peak(dtype, args.device)
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+    }
+    square = 8192 if args.device.type == "cuda" else 2048
     lines = [
         f"{len(mentions)} mentions x {len(entity_rep)} entities of {args.world}; stored widths "
         f"{mentions.vectors.shape[1]} x {entity_rep.vectors.shape[1]}, H = {hidden}; real products "
         f"{real / 1e9:.0f} GFLOP, padded shapes {padded / 1e9:.0f} GFLOP; matmul peak fp32 {peaks['fp32']:.0f}, "
-        f"bf16 {peaks['bf16']:.0f} GFLOP/s (square 2048, same run)",
+        f"bf16 {peaks['bf16']:.0f} GFLOP/s (square {square}, same run)",
         "",
         "| products | seconds, median (min-max) | GFLOP/s (real) | % of bf16 peak (real) | GFLOP/s (padded shapes) |",
         "|---|---|---|---|---|",
@@ -193,14 +211,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--encode-dtype", default="auto")
     parser.add_argument("--parts", nargs="+", default=["encode", "score"], choices=["encode", "score"])
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, cuda, cuda:1, ... (the model, encoding and scoring)"
+    )
+    parser.add_argument(
+        "--encoder", default="embedded", help="'embedded' (all-MiniLM-L6-v2) or a local folder"
+    )
     args = parser.parse_args(argv)
+    args.device = torch.device(args.device)
     torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder("embedded"))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder))
     prepare_tokenizer(tokenizer)  # the marker tokens, before the embeddings are sized
-    model = build_model(ModelArguments(architecture="som", encoder="embedded"), tokenizer).eval()
-    print(machine_line(torch.device("cpu")))
+    model = (
+        build_model(ModelArguments(architecture="som", encoder=args.encoder), tokenizer)
+        .to(args.device)
+        .eval()
+    )
+    print(machine_line(args.device))
     print(
-        f"encode dtype {args.encode_dtype} (autocast {resolve_encode_dtype(args.encode_dtype, torch.device('cpu'))})"
+        f"encoder {args.encoder}; encode dtype {args.encode_dtype} "
+        f"(autocast {resolve_encode_dtype(args.encode_dtype, args.device)})"
     )
     if "encode" in args.parts:
         print("\n(a) Encoding, entity encoder of a fresh som MiniLM\n")
@@ -208,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     if "score" in args.parts:
         print("\n(b) som scoring stage (EntityIndex.score), fp32 vs bf16 products\n")
         print("\n".join(scoring_tables(args, tokenizer, model)))
-    print(f"\nload average at the end: {machine_line(torch.device('cpu')).rsplit('load average ', 1)[-1]}")
+    print(f"\nload average at the end: {machine_line(args.device).rsplit('load average ', 1)[-1]}")
 
 
 if __name__ == "__main__":

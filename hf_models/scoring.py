@@ -27,8 +27,15 @@ import torch
 ATTENTIONS = ("soft", "hard")
 
 # Upper bound on the elements of one [N, chunk, m, m'] interaction block when the chunk size is automatic
-# (2**24 float32 values = 64 MiB; soft attention needs a few such temporaries).
+# (2**24 float32 values = 64 MiB; soft attention needs a few such temporaries). On a GPU the block is 16x larger
+# (2**28 values: 512 MiB in bf16), so each chunk is one large matrix product rather than many small ones.
 DEFAULT_MAX_BLOCK_ELEMENTS = 2**24
+GPU_MAX_BLOCK_ELEMENTS = 2**28
+
+
+def max_block_elements(device: torch.device) -> int:
+    """The automatic interaction-block budget for ``device`` (see ``DEFAULT_MAX_BLOCK_ELEMENTS``)."""
+    return GPU_MAX_BLOCK_ELEMENTS if device.type == "cuda" else DEFAULT_MAX_BLOCK_ELEMENTS
 
 
 @dataclass
@@ -110,7 +117,11 @@ def _check_attention(attention: str) -> None:
 
 
 def _reduce_interaction(
-    interaction: torch.Tensor, query_mask: torch.Tensor, key_mask: torch.Tensor, attention: str
+    interaction: torch.Tensor,
+    query_mask: torch.Tensor,
+    key_mask: torch.Tensor,
+    attention: str,
+    keys_masked: bool = False,
 ) -> torch.Tensor:
     """The attention-and-sum part of eq. (9) on precomputed interactions ``A[.., t, t'] = Q_t^T K_t'`` (consumed).
 
@@ -118,11 +129,14 @@ def _reduce_interaction(
     Column t scores ``sum_t' Attn(A_t)_t' A_tt'`` (soft: softmax over unmasked keys; hard: the max over unmasked
     keys). Masked keys are never attended, masked query columns (and columns with no unmasked key) contribute 0.
     A low-precision (bf16/fp16) interaction is reduced with fp32 accumulation: the max is exact in any dtype, the
-    softmax and the sum over query columns run in fp32; the result is fp32 then.
+    softmax and the sum over query columns run in fp32; the result is fp32 then. ``keys_masked``: the caller already
+    put a very negative finite value at every masked key (:func:`_masked_key_product`), so no masking pass is made.
     """
-    key_valid = key_mask.unsqueeze(-2)  # [..., 1, m']
-    # In place: the interaction is a temporary of the caller (this saves a full-size copy and its page faults).
-    attended = interaction.masked_fill_(~key_valid, torch.finfo(interaction.dtype).min)  # [..., m, m']
+    attended = interaction
+    if not keys_masked:
+        key_valid = key_mask.unsqueeze(-2)  # [..., 1, m']
+        # In place: the interaction is a temporary of the caller (this saves a full-size copy and its page faults).
+        attended = interaction.masked_fill_(~key_valid, torch.finfo(interaction.dtype).min)  # [..., m, m']
     if attention == "hard":
         column = _accumulable(attended.amax(dim=-1))  # [..., m]
     else:  # masked keys get weight exactly 0, so the (finite) fill value never contributes
@@ -186,6 +200,38 @@ def _auto_chunk_size(num_query_rows: int, num_query: int, num_key: int, max_elem
     return max(1, max_elements // max(1, num_query_rows * num_query * num_key))
 
 
+def _with_mask_coordinate(vectors: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
+    """[R, L, H] vectors and one extra coordinate per vector ``column`` [R, L] -> [R L, H'] rows, H' = H + 1..8.
+
+    The extra coordinate is followed by zeros up to a multiple of 8 (tensor-core friendly shapes); the product of two
+    such rows is the product of the originals plus the product of their extra coordinates.
+    """
+    rows, width, hidden = vectors.shape
+    extra = vectors.new_zeros(rows, width, 8 - hidden % 8)
+    extra[..., 0] = column
+    return torch.cat([vectors, extra], dim=-1).reshape(rows * width, -1)
+
+
+def _masked_key_product(
+    query_rows: torch.Tensor, n: int, key: torch.Tensor, key_mask: torch.Tensor
+) -> torch.Tensor:
+    """All interactions ``Q_t^T K_t'`` of N queries and c keys as ONE matrix product, masked keys pre-filled.
+
+    query_rows [N m, H'] (the queries through :func:`_with_mask_coordinate` with extra coordinate 1), key [c, m', H],
+    key_mask [c, m'] -> [N, c, m, m'] (a transposed view of [N, m, c, m']). A key's extra coordinate is 0, or -max/2
+    of the dtype where masked, so real interactions are unchanged (+ 1 x 0) and every masked one is a very negative
+    finite value straight out of the product: the block is written once and read once by the reduction, with no
+    masking pass and no permuted copy (``einsum("nqh,ekh->neqk")`` made both).
+    """
+    c, width, _ = key.shape
+    fill = -0.5 * torch.finfo(key.dtype).max
+    # whatever the padding holds (NaN too) never reaches the block
+    key = key.masked_fill(~key_mask[..., None], 0.0)
+    column = key.new_zeros(key_mask.shape).masked_fill_(~key_mask, fill)  # [c, m'], in the key's dtype
+    key_rows = _with_mask_coordinate(key, column)  # [c m', H']
+    return (query_rows @ key_rows.T).view(n, -1, c, width).transpose(1, 2)  # [N, c, m, m']
+
+
 def _used_widths(mask: torch.Tensor) -> torch.Tensor:
     """Per row [N, L] -> [N]: one past the last real column (0 for an all-padding row)."""
     if mask.shape[-1] == 0:
@@ -214,7 +260,7 @@ def all_pairs_score(
         key: [E, m', H]; key_mask [E, m'].
         attention: "soft" or "hard".
         chunk_size: keys per chunk; None picks, per chunk, as many keys as keep its [N, chunk, m, width] block
-            within ``DEFAULT_MAX_BLOCK_ELEMENTS`` values.
+            within :func:`max_block_elements` values (more on a GPU).
 
     Returns:
         scores [N, E]. With m = m' = 1 this is a plain masked matmul (the dual encoder).
@@ -247,19 +293,24 @@ def all_pairs_score(
         query, key = query.to(dtype), key.to(dtype)
     used = max(int(_used_widths(query_mask).max()), 1) if query.shape[0] else 1
     query, query_mask = query[:, :used], query_mask[:, :used]  # [N, m_used, H]
+    query_rows = _with_mask_coordinate(
+        query.masked_fill(~query_mask[..., None], 0.0), torch.ones_like(query[..., 0])
+    )  # [N m_used, H'], built once; padded columns zeroed (their scores are dropped, and no NaN reaches a gradient)
     widths = _used_widths(key_mask)  # [E]
     order = torch.sort(widths, descending=True, stable=True).indices  # [E], longest keys first
     sorted_widths = widths[order].tolist()
     parts, start = [], 0
     while start < len(sorted_widths):
         width = max(sorted_widths[start], 1)
-        rows = chunk_size or _auto_chunk_size(query.shape[0], used, width, DEFAULT_MAX_BLOCK_ELEMENTS)
+        rows = chunk_size or _auto_chunk_size(query.shape[0], used, width, max_block_elements(query.device))
         index = order[start : start + rows]
         block_key, block_mask = key[index, :width], key_mask[index, :width]  # [c, width, H], [c, width]
-        interaction = torch.einsum("nqh,ekh->neqk", query, block_key)  # [N, c, m_used, width]
+        interaction = _masked_key_product(
+            query_rows, len(query), block_key, block_mask
+        )  # [N, c, m_used, width]
         parts.append(
             _reduce_interaction(
-                interaction, query_mask[:, None, :], block_mask[None, :, :], attention
+                interaction, query_mask[:, None, :], block_mask[None, :, :], attention, keys_masked=True
             )  # [N, c]
         )
         start += rows

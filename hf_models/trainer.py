@@ -272,6 +272,17 @@ class NCETrainer(Trainer):
                 save_negatives(self.store.current, output_dir)
             fault_point("checkpoint:after_negatives")
 
+    def _load_optimizer_and_scheduler(self, checkpoint) -> None:
+        """As Trainer's; an optimizer state saved for other trainable parameters names the flags that change them."""
+        try:
+            super()._load_optimizer_and_scheduler(checkpoint)
+        except ValueError as error:
+            raise ValueError(
+                f"{checkpoint}: its optimizer state does not fit this run's trainable parameters ({error}). It was "
+                "saved with a different --freeze_word_embeddings (or --shared_encoder / --architecture); resume "
+                "with the flags it was trained with, or start a new --output_dir"
+            ) from error
+
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
         fault_point("checkpoint:saved")

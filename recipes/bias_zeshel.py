@@ -39,7 +39,7 @@ from hf_models.bias_probe import BiasProbe, LabelSpace, label_space_from_dataset
 from hf_models.config_parsing import parse_config  # noqa: E402
 from hf_models.losses import nce_loss  # noqa: E402
 from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE  # noqa: E402
-from hf_models.recipe import resize_embeddings, resolve_encoder  # noqa: E402
+from hf_models.recipe import fit_embeddings, resolve_encoder  # noqa: E402
 from hf_models.samplers import sample_negatives  # noqa: E402
 from hf_models.tables import EntityTable, MentionTable  # noqa: E402
 
@@ -119,8 +119,8 @@ def build_probe(args: BiasZeshelArguments, tokenizer) -> tuple[BiasProbe, LabelS
     return probe, space
 
 
-def build_model(args: BiasZeshelArguments, tokenizer, tokens_added: int):
-    """A retriever of ``args.architecture`` from the backbone (embeddings resized if markers were added)."""
+def build_model(args: BiasZeshelArguments, tokenizer):
+    """A retriever of ``args.architecture`` from the backbone, its embeddings fitted to the tokenizer's markers."""
     if args.architecture not in MODEL_BY_ARCHITECTURE:
         raise ValueError(
             f"architecture must be one of {sorted(MODEL_BY_ARCHITECTURE)}, got {args.architecture!r}"
@@ -130,8 +130,7 @@ def build_model(args: BiasZeshelArguments, tokenizer, tokens_added: int):
         kwargs["m"] = args.num_vectors
     torch.manual_seed(args.seed)
     model = MODEL_BY_ARCHITECTURE[args.architecture].from_encoder(resolve_encoder(args.encoder), **kwargs)
-    if tokens_added:
-        resize_embeddings(model, len(tokenizer))
+    fit_embeddings(model, tokenizer)  # grows only for added markers; a foreign tokenizer is an error
     return model
 
 
@@ -196,9 +195,9 @@ def run(args: BiasZeshelArguments) -> dict:
     from data_scripts.featurize import prepare_tokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder))
-    tokens_added = prepare_tokenizer(tokenizer)
+    prepare_tokenizer(tokenizer)
     probe, space = build_probe(args, tokenizer)
-    initial = build_model(args, tokenizer, tokens_added)
+    initial = build_model(args, tokenizer)
     points, training = {}, {}
     if args.measure_init:
         points["theta_0"] = measure_point(initial, probe, args)

@@ -279,3 +279,17 @@ def test_world_batches_are_one_world_each_seeded_and_cover_every_mention(tmp_pat
     assert isinstance(trainer._get_train_sampler(), WorldBatchSampler)
     trainer.train()
     assert trainer.state.global_step == -(-len(train) // 4)
+
+
+def test_resuming_with_another_freeze_word_embeddings_names_the_flag(tmp_path, tiny_bert_dir, tiny_el):
+    tokenizer, entities, splits = tiny_el
+    common = dict(num_train_epochs=1, eval_strategy="no", save_strategy="steps", save_steps=1, max_steps=1)
+    torch.manual_seed(0)
+    model = DualEncoderModel.from_encoder(str(tiny_bert_dir))
+    NCETrainer(model, tiny_args(tmp_path, **common), splits["train"], entities).train()
+    torch.manual_seed(0)
+    model = DualEncoderModel.from_encoder(str(tiny_bert_dir))
+    args = tiny_args(tmp_path, freeze_word_embeddings=True, **{**common, "max_steps": 2})
+    trainer = NCETrainer(model, args, splits["train"], entities)
+    with pytest.raises(ValueError, match=r"checkpoint-1: .*--freeze_word_embeddings"):
+        trainer.train(resume_from_checkpoint=True)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_models.scoring import Representation, all_pairs_score, code_reduction, general_score
+from hf_models.scoring import (
+    DEFAULT_MAX_BLOCK_ELEMENTS,
+    GPU_MAX_BLOCK_ELEMENTS,
+    Representation,
+    all_pairs_score,
+    code_reduction,
+    general_score,
+    max_block_elements,
+)
 
 H = 8
 
@@ -60,13 +68,21 @@ def test_general_and_all_pairs_match_reference(attention: str, m: int, m_key: in
     torch.testing.assert_close(paired, expected, atol=1e-10, rtol=1e-10)
 
 
-def test_hard_attention_is_sum_of_max() -> None:
+@pytest.mark.parametrize("scale", [1.0, 1e100])
+def test_hard_attention_is_sum_of_max(scale: float) -> None:
+    """Also with interactions of ~1e200: a padded key (pre-filled inside the product) never wins the max."""
     gen = torch.Generator().manual_seed(1)
     query, qmask = _random_side(2, 4, gen)
     key, kmask = _random_side(3, 6, gen)
+    query, key = query * scale, key * scale
     dots = torch.einsum("nqh,ekh->neqk", query, key).masked_fill(~kmask[None, :, None, :], -torch.inf)
     expected = (dots.amax(-1) * qmask[:, None, :]).sum(-1)
     torch.testing.assert_close(all_pairs_score(query, qmask, key, kmask, "hard"), expected)
+
+
+def test_interaction_block_budget_is_larger_on_a_gpu() -> None:
+    assert max_block_elements(torch.device("cpu")) == DEFAULT_MAX_BLOCK_ELEMENTS
+    assert max_block_elements(torch.device("cuda")) == GPU_MAX_BLOCK_ELEMENTS > DEFAULT_MAX_BLOCK_ELEMENTS
 
 
 @pytest.mark.parametrize("attention", ["soft", "hard"])
