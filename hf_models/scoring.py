@@ -27,15 +27,21 @@ import torch
 ATTENTIONS = ("soft", "hard")
 
 # Upper bound on the elements of one [N, chunk, m, m'] interaction block when the chunk size is automatic
-# (2**24 float32 values = 64 MiB; soft attention needs a few such temporaries). On a GPU the block is 16x larger
-# (2**28 values: 512 MiB in bf16), so each chunk is one large matrix product rather than many small ones.
+# (2**24 float32 values = 64 MiB; soft attention needs a few fp32 temporaries of that size). On a GPU the block may
+# be up to 16x larger (2**28 values: 512 MiB in bf16, ~4 GiB of temporaries for soft attention), so that each chunk
+# is one large matrix product, but never more than free memory / BYTES_PER_BLOCK_ELEMENT. A model's
+# ``score_chunk_size`` (entities per chunk) overrides both.
 DEFAULT_MAX_BLOCK_ELEMENTS = 2**24
 GPU_MAX_BLOCK_ELEMENTS = 2**28
+BYTES_PER_BLOCK_ELEMENT = 64  # ~4 fp32 temporaries of soft attention, x 4 headroom
 
 
 def max_block_elements(device: torch.device) -> int:
     """The automatic interaction-block budget for ``device`` (see ``DEFAULT_MAX_BLOCK_ELEMENTS``)."""
-    return GPU_MAX_BLOCK_ELEMENTS if device.type == "cuda" else DEFAULT_MAX_BLOCK_ELEMENTS
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return DEFAULT_MAX_BLOCK_ELEMENTS
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(DEFAULT_MAX_BLOCK_ELEMENTS, min(GPU_MAX_BLOCK_ELEMENTS, free // BYTES_PER_BLOCK_ELEMENT))
 
 
 @dataclass
@@ -130,18 +136,21 @@ def _reduce_interaction(
     keys). Masked keys are never attended, masked query columns (and columns with no unmasked key) contribute 0.
     A low-precision (bf16/fp16) interaction is reduced with fp32 accumulation: the max is exact in any dtype, the
     softmax and the sum over query columns run in fp32; the result is fp32 then. ``keys_masked``: the caller already
-    put a very negative finite value at every masked key (:func:`_masked_key_product`), so no masking pass is made.
+    put a very negative finite value at every masked key (:func:`_key_product`), so no masking pass is made.
     """
     attended = interaction
+    key_valid = key_mask.unsqueeze(-2)  # [..., 1, m']
     if not keys_masked:
-        key_valid = key_mask.unsqueeze(-2)  # [..., 1, m']
         # In place: the interaction is a temporary of the caller (this saves a full-size copy and its page faults).
         attended = interaction.masked_fill_(~key_valid, torch.finfo(interaction.dtype).min)  # [..., m, m']
     if attention == "hard":
         column = _accumulable(attended.amax(dim=-1))  # [..., m]
-    else:  # masked keys get weight exactly 0, so the (finite) fill value never contributes
+    else:  # masked keys get weight exactly 0; the value they weight is 0 too, so no gradient ever meets the fill
         attended = _accumulable(attended)
-        column = (attended.softmax(dim=-1) * attended).sum(dim=-1)  # [..., m]
+        values = torch.where(
+            key_valid, attended, torch.zeros((), dtype=attended.dtype, device=attended.device)
+        )
+        column = (attended.softmax(dim=-1) * values).sum(dim=-1)  # [..., m]
     column_valid = query_mask & key_mask.any(dim=-1, keepdim=True)  # [..., m]
     return torch.where(column_valid, column, torch.zeros_like(column)).sum(dim=-1)  # [...]
 
@@ -209,27 +218,34 @@ def _with_mask_coordinate(vectors: torch.Tensor, column: torch.Tensor) -> torch.
     rows, width, hidden = vectors.shape
     extra = vectors.new_zeros(rows, width, 8 - hidden % 8)
     extra[..., 0] = column
-    return torch.cat([vectors, extra], dim=-1).reshape(rows * width, -1)
+    return torch.cat([vectors, extra], dim=-1).reshape(rows * width, hidden + extra.shape[-1])
 
 
-def _masked_key_product(
-    query_rows: torch.Tensor, n: int, key: torch.Tensor, key_mask: torch.Tensor
+def _prefills_masked_keys(dtype: torch.dtype) -> bool:
+    """Whether masked keys can be pushed below every real interaction inside the product (-max/2 of the dtype):
+    yes for fp32 / fp64 / bf16 (max ~1e38 or more); not for fp16 (max 65,504), which keeps the masking pass."""
+    return torch.finfo(dtype).max > 1e30
+
+
+def _key_product(
+    query_rows: torch.Tensor, shape: tuple[int, int], key: torch.Tensor, key_mask: torch.Tensor
 ) -> torch.Tensor:
-    """All interactions ``Q_t^T K_t'`` of N queries and c keys as ONE matrix product, masked keys pre-filled.
+    """All interactions ``Q_t^T K_t'`` of N queries and c keys as ONE matrix product.
 
-    query_rows [N m, H'] (the queries through :func:`_with_mask_coordinate` with extra coordinate 1), key [c, m', H],
-    key_mask [c, m'] -> [N, c, m, m'] (a transposed view of [N, m, c, m']). A key's extra coordinate is 0, or -max/2
-    of the dtype where masked, so real interactions are unchanged (+ 1 x 0) and every masked one is a very negative
-    finite value straight out of the product: the block is written once and read once by the reduction, with no
-    masking pass and no permuted copy (``einsum("nqh,ekh->neqk")`` made both).
+    query_rows [N m, H'] (the queries through :func:`_with_mask_coordinate` with extra coordinate 1), shape (N, m),
+    key [c, m', H], key_mask [c, m'] -> [N, c, m, m'] (a transposed view of [N, m, c, m']). A key's extra
+    coordinate is 0, or -max/2 of the dtype where masked (when :func:`_prefills_masked_keys`), so real interactions
+    are unchanged (+ 1 x 0) and every masked one is a very negative finite value straight out of the product: the
+    reduction needs no masking pass over the block, and each chunk is one large product.
     """
     c, width, _ = key.shape
-    fill = -0.5 * torch.finfo(key.dtype).max
     # whatever the padding holds (NaN too) never reaches the block
     key = key.masked_fill(~key_mask[..., None], 0.0)
-    column = key.new_zeros(key_mask.shape).masked_fill_(~key_mask, fill)  # [c, m'], in the key's dtype
+    column = key.new_zeros(key_mask.shape)  # [c, m'], in the key's dtype
+    if _prefills_masked_keys(key.dtype):
+        column.masked_fill_(~key_mask, -0.5 * torch.finfo(key.dtype).max)
     key_rows = _with_mask_coordinate(key, column)  # [c m', H']
-    return (query_rows @ key_rows.T).view(n, -1, c, width).transpose(1, 2)  # [N, c, m, m']
+    return (query_rows @ key_rows.T).view(shape[0], shape[1], c, width).transpose(1, 2)  # [N, c, m, m']
 
 
 def _used_widths(mask: torch.Tensor) -> torch.Tensor:
@@ -305,12 +321,16 @@ def all_pairs_score(
         rows = chunk_size or _auto_chunk_size(query.shape[0], used, width, max_block_elements(query.device))
         index = order[start : start + rows]
         block_key, block_mask = key[index, :width], key_mask[index, :width]  # [c, width, H], [c, width]
-        interaction = _masked_key_product(
-            query_rows, len(query), block_key, block_mask
+        interaction = _key_product(
+            query_rows, query.shape[:2], block_key, block_mask
         )  # [N, c, m_used, width]
         parts.append(
             _reduce_interaction(
-                interaction, query_mask[:, None, :], block_mask[None, :, :], attention, keys_masked=True
+                interaction,
+                query_mask[:, None, :],
+                block_mask[None, :, :],
+                attention,
+                keys_masked=_prefills_masked_keys(block_key.dtype),
             )  # [N, c]
         )
         start += rows

@@ -277,10 +277,14 @@ class NCETrainer(Trainer):
         try:
             super()._load_optimizer_and_scheduler(checkpoint)
         except ValueError as error:
+            if "parameter group" not in str(
+                error
+            ):  # torch's words for a different set of trainable parameters
+                raise
             raise ValueError(
-                f"{checkpoint}: its optimizer state does not fit this run's trainable parameters ({error}). It was "
-                "saved with a different --freeze_word_embeddings (or --shared_encoder / --architecture); resume "
-                "with the flags it was trained with, or start a new --output_dir"
+                f"{checkpoint}: its optimizer state does not fit this run's trainable parameters ({error}). Was it "
+                "saved with a different --freeze_word_embeddings? Resume with the flags it was trained with, or "
+                "start a new --output_dir"
             ) from error
 
     def _save_checkpoint(self, model, trial) -> None:

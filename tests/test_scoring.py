@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hf_models.scoring import (
+    BYTES_PER_BLOCK_ELEMENT,
     DEFAULT_MAX_BLOCK_ELEMENTS,
     GPU_MAX_BLOCK_ELEMENTS,
     Representation,
@@ -80,9 +81,52 @@ def test_hard_attention_is_sum_of_max(scale: float) -> None:
     torch.testing.assert_close(all_pairs_score(query, qmask, key, kmask, "hard"), expected)
 
 
-def test_interaction_block_budget_is_larger_on_a_gpu() -> None:
+def test_interaction_block_budget_is_larger_on_a_gpu_within_its_free_memory(monkeypatch) -> None:
     assert max_block_elements(torch.device("cpu")) == DEFAULT_MAX_BLOCK_ELEMENTS
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (80 * 2**30, 80 * 2**30))
     assert max_block_elements(torch.device("cuda")) == GPU_MAX_BLOCK_ELEMENTS > DEFAULT_MAX_BLOCK_ELEMENTS
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2 * 2**30, 16 * 2**30))
+    assert max_block_elements(torch.device("cuda")) == 2 * 2**30 // BYTES_PER_BLOCK_ELEMENT
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_empty_sides_give_empty_or_zero_scores(attention: str) -> None:
+    gen = torch.Generator().manual_seed(4)
+    key, kmask = _random_side(3, 4, gen)
+    none = all_pairs_score(key[:0], kmask[:0], key, kmask, attention)
+    assert none.shape == (0, 3)
+    narrow = all_pairs_score(key[:, :0], kmask[:, :0], key, kmask, attention)  # queries of width 0
+    assert torch.equal(narrow, torch.zeros(3, 3, dtype=narrow.dtype))
+
+
+def test_fp16_keeps_masked_keys_out_of_the_max_below_its_range() -> None:
+    """fp16 cannot hold a value below every real interaction, so its masked keys take the masking pass."""
+    query = torch.full((1, 1, H), -40.0)
+    key = torch.stack([torch.full((2, H), 120.0)])  # [1 key, 2 columns, H]; the second column is padding
+    key_mask = torch.tensor([[True, False]])
+    got = all_pairs_score(query.half(), torch.ones(1, 1, dtype=torch.bool), key.half(), key_mask, "hard")
+    assert got.item() == -38400.0  # 8 x -40 x 120, not the padding's value
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_all_pairs_gradients_equal_the_paired_path(attention: str) -> None:
+    """Upstream gradients above 1 (a loss scale, weights) once met the masking fill in the soft path: NaN."""
+    gen = torch.Generator().manual_seed(5)
+    query, qmask = _random_side(3, 4, gen)
+    key, kmask = _random_side(5, 6, gen)
+    grads = []
+    for paired in (False, True):
+        q, k = query.clone().requires_grad_(), key.clone().requires_grad_()
+        if paired:
+            scores = general_score(
+                q, qmask, k[None].expand(3, -1, -1, -1), kmask[None].expand(3, -1, -1), attention
+            )
+        else:
+            scores = all_pairs_score(q, qmask, k, kmask, attention, chunk_size=2)
+        (scores * torch.arange(15, dtype=scores.dtype).view(3, 5)).sum().backward()
+        grads.append((q.grad, k.grad))
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 @pytest.mark.parametrize("attention", ["soft", "hard"])
