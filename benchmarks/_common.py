@@ -1,4 +1,4 @@
-"""Measurement helpers shared by the benchmark scripts (memory, machine description)."""
+"""Measurement helpers shared by the benchmark scripts (memory, machine description, timing, matmul peak)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,40 @@ import ctypes
 import gc
 import os
 import resource
+import time
+from collections.abc import Callable
 
 import torch
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op off CUDA), so wall-clock timings cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one call of ``fn``, the device synchronized before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def matmul_peak(
+    dtype: torch.dtype, size: int, device: torch.device, min_seconds: float = 0.0, min_repeats: int = 1
+) -> float:
+    """GFLOP/s of repeated [size, size] @ [size, size] products: the best of the timed repeats after one warm-up,
+    repeated until at least ``min_seconds`` have been timed and ``min_repeats`` products made."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    torch.matmul(a, b)  # warm-up
+    best, total, repeats = float("inf"), 0.0, 0
+    while total < min_seconds or repeats < min_repeats:
+        elapsed = timed(lambda: torch.matmul(a, b), device)
+        best, total, repeats = min(best, elapsed), total + elapsed, repeats + 1
+    return 2 * size**3 / best / 1e9
 
 
 def rss_bytes(field_name: str = "VmRSS") -> int:

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import machine_line  # noqa: E402
+from benchmarks._common import machine_line, matmul_peak, synchronize  # noqa: E402
 from hf_models.entity_index import autocast_for  # noqa: E402
 from hf_models.keyed_noise import KeyedNoise  # noqa: E402
 from hf_models.scoring import Representation  # noqa: E402
@@ -69,11 +69,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def bert_dir(cli) -> Path:
     """A random BERT of the requested size saved to a temporary folder (no download)."""
     from transformers import BertConfig, BertModel
@@ -105,22 +100,10 @@ def peak_flops(device: torch.device) -> float | None:
     return next((v for k, v in BF16_PEAK.items() if k in name), None)
 
 
-def measured_peak(
-    device: torch.device, dtype: torch.dtype | None, size: int = 8192, repeats: int = 10
-) -> float:
-    """FLOP/s of the best of ``repeats`` square products in the check's dtype (bf16 on a GPU; fp32 on a CPU)."""
-    size = size if device.type == "cuda" else 512
-    a = torch.randn(size, size, device=device, dtype=dtype or torch.float32)
-    b = torch.randn(size, size, device=device, dtype=dtype or torch.float32)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        began = time.perf_counter()
-        torch.matmul(a, b)
-        sync(device)
-        best = min(best, time.perf_counter() - began)
-    rate = 2 * size**3 / best
+def measured_peak(device: torch.device, dtype: torch.dtype | None) -> float:
+    """FLOP/s of the best of 10 square products in the check's dtype (8192^3 bf16 on a GPU; 512^3 fp32 on a CPU)."""
+    size = 8192 if device.type == "cuda" else 512
+    rate = 1e9 * matmul_peak(dtype or torch.float32, size, device, min_repeats=10)
     print(
         f"| matrix product {size}^3, {dtype or torch.float32} | {rate / 1e12:.1f} TFLOP/s (measured peak) | |"
     )
@@ -141,7 +124,7 @@ def check_encoding(cli, model, device, dtype) -> float:
         model.encode_entities(
             ids[: cli.encode_batch].to(device), mask[: cli.encode_batch].to(device)
         )  # warm-up
-        sync(device)
+        synchronize(device)
         began = time.perf_counter()
         for start in range(0, cli.encode_sequences, cli.encode_batch):
             rep = model.encode_entities(
@@ -149,7 +132,7 @@ def check_encoding(cli, model, device, dtype) -> float:
                 mask[start : start + cli.encode_batch].to(device),
             )
             rep.vectors.to("cpu", torch.float16)
-        sync(device)
+        synchronize(device)
     rate = cli.encode_sequences / (time.perf_counter() - began)
     flops = encoder_flops(cli, cli.seq) * rate
     peak = peak_flops(device)
@@ -169,7 +152,7 @@ def check_encoding(cli, model, device, dtype) -> float:
 def check_bandwidth(store: Representation, device) -> float:
     began = time.perf_counter()
     moved = store.vectors.to(device, non_blocking=True)
-    sync(device)
+    synchronize(device)
     seconds = time.perf_counter() - began
     del moved
     rate = store.vectors.numel() * store.vectors.element_size() / max(seconds, 1e-9)
@@ -200,13 +183,13 @@ def check_mining(cli, architecture: str, model, device, dtype, encode_rate: floa
     draws = torch.randint(0, cli.store_entities, (n, k1), generator=gen)
 
     def once() -> float:
-        sync(device)
+        synchronize(device)
         began = time.perf_counter()
         stream_partial(
             model, mentions, store, 0, gold, k1 // 2, noise, draws,
             chunk_size=cli.entity_chunk, device=device, score_dtype=dtype or torch.float32,
         )  # fmt: skip
-        sync(device)
+        synchronize(device)
         return time.perf_counter() - began
 
     once()  # warm-up
@@ -265,14 +248,14 @@ def check_train_step(cli, architecture: str, model, device, dtype) -> float:
     inputs = {name: value.to(device) for name, value in inputs.items()}
     times = []
     for step in range(2 + cli.steps):
-        sync(device)
+        synchronize(device)
         began = time.perf_counter()
         with autocast_for(device, dtype):
             loss = model(**inputs, loss="nce").loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        sync(device)
+        synchronize(device)
         if step >= 2:
             times.append(time.perf_counter() - began)
     median = statistics.median(times)

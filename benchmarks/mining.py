@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine_line, release_freed_memory, reset_peak_rss, rss_bytes  # noqa: E402
+from _common import machine_line, matmul_peak, release_freed_memory, reset_peak_rss, rss_bytes  # noqa: E402
 
 from hf_models.entity_index import (  # noqa: E402
     EntityIndex,
@@ -106,24 +106,6 @@ class Meter:
         if self.device.type == "cuda":
             gpu = (torch.cuda.max_memory_allocated(self.device) - gpu_base) / 2**20
         stages[name] = Stage(seconds, peak / 2**20, gpu)
-
-
-def matmul_peak(dtype: torch.dtype, size: int, device: torch.device, min_seconds: float) -> float:
-    """GFLOP/s of repeated [size, size] @ [size, size] products (best of the timed repeats)."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    torch.matmul(a, b)  # warm-up
-    best, total = float("inf"), 0.0
-    while total < min_seconds:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - start
-        best, total = min(best, elapsed), total + elapsed
-    return 2 * size**3 / best / 1e9
 
 
 # ---------------------------------------------------------------------------- results

@@ -17,31 +17,21 @@ import argparse
 import importlib.util
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import machine_line  # noqa: E402
+from benchmarks._common import machine_line, matmul_peak, timed  # noqa: E402
 from hf_models import scoring  # noqa: E402
 from hf_models.encoding import autocast_for  # noqa: E402
 
 
-def timed(fn, device: torch.device, repeats: int) -> float:
+def median_seconds(fn, device: torch.device, repeats: int) -> float:
     """Median seconds of ``repeats`` calls after one warm-up."""
     fn()
-    out = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        began = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        out.append(time.perf_counter() - began)
-    return statistics.median(out)
+    return statistics.median(timed(fn, device) for _ in range(repeats))
 
 
 def load_previous(path: str):
@@ -73,8 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     n, e, t, h = args.mentions, args.entities, args.tokens, args.hidden
     square = 8192 if device.type == "cuda" else 1024
-    matrix = torch.randn(square, square, device=device, dtype=dtype or torch.float32)
-    peak = 2 * square**3 / timed(lambda: matrix @ matrix, device, 5)
+    peak = 1e9 * matmul_peak(dtype or torch.float32, square, device, min_repeats=5)  # best of 5, FLOP/s
     print(machine_line(device))
     print(
         f"{n} mentions x {e} entities, {t} x {t} tokens, H = {h}, {dtype or torch.float32}; matmul peak "
@@ -109,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
                         return module.all_pairs_score(query, q_mask, key, k_mask, "hard").float()
 
                 try:
-                    seconds = timed(run, device, args.repeats)
+                    seconds = median_seconds(run, device, args.repeats)
                     scores = run()
                 except torch.OutOfMemoryError:
                     print(f"| {label} | {name} | 2^{exponent} | out of memory | | | |")

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine_line  # noqa: E402
+from _common import machine_line, matmul_peak, timed  # noqa: E402
 
 from data_scripts.featurize import prepare_tokenizer  # noqa: E402
 from hf_models.encoding import autocast_for, encode_in_batches, resolve_encode_dtype  # noqa: E402
@@ -54,11 +53,6 @@ def previous_encode(
     return Representation.cat(parts)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def interleaved(runs: dict[str, callable], repeats: int, device: torch.device) -> dict[str, list[float]]:
     """Seconds of each run, A B A B ... (after one untimed warm-up of each)."""
     for fn in runs.values():
@@ -66,25 +60,8 @@ def interleaved(runs: dict[str, callable], repeats: int, device: torch.device) -
     times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
-            times[name].append(_timed(fn, device))
+            times[name].append(timed(fn, device))
     return times
-
-
-def matmul_peak(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
-    """GFLOP/s of the best of ``repeats`` square products (n = 2048 on a CPU, 8192 on a GPU)."""
-    size = 8192 if device.type == "cuda" else 2048
-    a, b = torch.randn(size, size, device=device).to(dtype), torch.randn(size, size, device=device).to(dtype)
-    torch.matmul(a, b)
-    best = min(_timed(lambda: torch.matmul(a, b), device) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
-
-
-def _timed(fn, device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
 
 
 def spread(values: list[float]) -> str:
@@ -166,11 +143,11 @@ def scoring_tables(args, tokenizer, model) -> list[str]:
     times = interleaved(
         {"fp32": lambda: run(torch.float32), "bf16": lambda: run(torch.bfloat16)}, args.repeats, args.device
     )
-    peaks = {
-        name: matmul_peak(dtype, args.device)
+    square = 8192 if args.device.type == "cuda" else 2048
+    peaks = {  # best of 5 square products
+        name: matmul_peak(dtype, square, args.device, min_repeats=5)
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
     }
-    square = 8192 if args.device.type == "cuda" else 2048
     lines = [
         f"{len(mentions)} mentions x {len(entity_rep)} entities of {args.world}; stored widths "
         f"{mentions.vectors.shape[1]} x {entity_rep.vectors.shape[1]}, H = {hidden}; real products "

@@ -49,7 +49,7 @@ import torch
 from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine_line  # noqa: E402
+from _common import machine_line, synchronize  # noqa: E402
 
 from hf_models.losses import adjusted_nce_loss, nce_loss  # noqa: E402
 from hf_models.recipe import (  # noqa: E402
@@ -142,11 +142,6 @@ def record_losses(trainer: NCETrainer) -> list[torch.Tensor]:
     return losses
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def run_trainer(model, args, entities, mentions, device, output_dir: str, bare_model=None):
     """Train ``--warmup + --steps`` steps; with ``bare_model`` run the bare loop interleaved (one step after each)."""
     train_args = NCETrainingArguments(
@@ -222,7 +217,7 @@ class BareLoop:
             self.model.train()
         step = len(self.times)
         indices, recorded = self.recorder.batches[step]
-        sync(self.device)
+        synchronize(self.device)
         start = time.perf_counter()
         batch = self.recorder.collator([{"mention_index": i} for i in indices])
         collated = dict(batch)
@@ -241,7 +236,7 @@ class BareLoop:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.losses.append(loss.item())
-        sync(self.device)
+        synchronize(self.device)
         self.times.append(time.perf_counter() - start)
         if collated.keys() != recorded.keys() or not all(
             torch.equal(collated[k], v) for k, v in recorded.items()

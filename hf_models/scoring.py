@@ -228,13 +228,13 @@ def _prefills_masked_keys(dtype: torch.dtype) -> bool:
 
 
 def _key_product(
-    query_rows: torch.Tensor, shape: tuple[int, int], key: torch.Tensor, key_mask: torch.Tensor
+    query_rows: torch.Tensor, shape: tuple[int, int], key: torch.Tensor, key_mask: torch.Tensor, prefill: bool
 ) -> torch.Tensor:
     """All interactions ``Q_t^T K_t'`` of N queries and c keys as ONE matrix product.
 
     query_rows [N m, H'] (the queries through :func:`_with_mask_coordinate` with extra coordinate 1), shape (N, m),
     key [c, m', H], key_mask [c, m'] -> [N, c, m, m'] (a transposed view of [N, m, c, m']). A key's extra
-    coordinate is 0, or -max/2 of the dtype where masked (when :func:`_prefills_masked_keys`), so real interactions
+    coordinate is 0, or -max/2 of the dtype where masked (``prefill``, see :func:`_prefills_masked_keys`), so real interactions
     are unchanged (+ 1 x 0) and every masked one is a very negative finite value straight out of the product: the
     reduction needs no masking pass over the block, and each chunk is one large product.
     """
@@ -242,7 +242,7 @@ def _key_product(
     # whatever the padding holds (NaN too) never reaches the block
     key = key.masked_fill(~key_mask[..., None], 0.0)
     column = key.new_zeros(key_mask.shape)  # [c, m'], in the key's dtype
-    if _prefills_masked_keys(key.dtype):
+    if prefill:
         column.masked_fill_(~key_mask, -0.5 * torch.finfo(key.dtype).max)
     key_rows = _with_mask_coordinate(key, column)  # [c m', H']
     return (query_rows @ key_rows.T).view(shape[0], shape[1], c, width).transpose(1, 2)  # [N, c, m, m']
@@ -312,25 +312,22 @@ def all_pairs_score(
     query_rows = _with_mask_coordinate(
         query.masked_fill(~query_mask[..., None], 0.0), torch.ones_like(query[..., 0])
     )  # [N m_used, H'], built once; padded columns zeroed (their scores are dropped, and no NaN reaches a gradient)
+    prefill = _prefills_masked_keys(key.dtype)  # else the reduction masks the keys itself
+    budget = max_block_elements(query.device)  # asked once: on a GPU it reads the free memory
     widths = _used_widths(key_mask)  # [E]
     order = torch.sort(widths, descending=True, stable=True).indices  # [E], longest keys first
     sorted_widths = widths[order].tolist()
     parts, start = [], 0
     while start < len(sorted_widths):
         width = max(sorted_widths[start], 1)
-        rows = chunk_size or _auto_chunk_size(query.shape[0], used, width, max_block_elements(query.device))
+        rows = chunk_size or _auto_chunk_size(query.shape[0], used, width, budget)
         index = order[start : start + rows]
         block_key, block_mask = key[index, :width], key_mask[index, :width]  # [c, width, H], [c, width]
-        interaction = _key_product(
-            query_rows, query.shape[:2], block_key, block_mask
-        )  # [N, c, m_used, width]
+        # [N, c, m_used, width]
+        interaction = _key_product(query_rows, query.shape[:2], block_key, block_mask, prefill)
         parts.append(
             _reduce_interaction(
-                interaction,
-                query_mask[:, None, :],
-                block_mask[None, :, :],
-                attention,
-                keys_masked=_prefills_masked_keys(block_key.dtype),
+                interaction, query_mask[:, None, :], block_mask[None, :, :], attention, keys_masked=prefill
             )  # [N, c]
         )
         start += rows

@@ -277,9 +277,8 @@ class NCETrainer(Trainer):
         try:
             super()._load_optimizer_and_scheduler(checkpoint)
         except ValueError as error:
-            if "parameter group" not in str(
-                error
-            ):  # torch's words for a different set of trainable parameters
+            # torch's words for a different set of trainable parameters; anything else passes through unchanged
+            if "parameter group" not in str(error):
                 raise
             raise ValueError(
                 f"{checkpoint}: its optimizer state does not fit this run's trainable parameters ({error}). Was it "
