@@ -141,7 +141,11 @@ class WorldBatchSampler(torch.utils.data.Sampler[int]):
             full += list(shuffled[:cut].split(self.batch_size))
             leftovers.append(shuffled[cut:])
         rest = torch.cat(leftovers)
-        mixed = list(rest[torch.randperm(len(rest), generator=generator)].split(self.batch_size))
+        mixed = (
+            list(rest[torch.randperm(len(rest), generator=generator)].split(self.batch_size))
+            if len(rest)
+            else []
+        )
         order = torch.randperm(len(full), generator=generator).tolist()
         return [full[i] for i in order] + mixed
 

@@ -6,22 +6,16 @@ sibling files.
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 import torch
-from torch import nn
-from transformers import AutoModel, PreTrainedModel
-from transformers import initialization as init
+from transformers import AutoModel
 
 from .configuration_joint import JointConfig
-from .modeling_retriever import RetrieverOutput, build_encoder, candidate_loss, load_encoder
+from .modeling_head import BackboneHeadModel
+from .modeling_retriever import RetrieverOutput, candidate_loss
 from .modeling_text import RerankerTextMixin
 
-logger = logging.getLogger(__name__)
 
-
-class JointRerankerModel(RerankerTextMixin, PreTrainedModel):
+class JointRerankerModel(RerankerTextMixin, BackboneHeadModel):
     """A backbone E over ``[CLS] x [SEP] y`` and a linear layer (w, b) on its first token.
 
     Attributes:
@@ -32,38 +26,7 @@ class JointRerankerModel(RerankerTextMixin, PreTrainedModel):
     config_class = JointConfig
     base_model_prefix = "reranker"
     main_input_name = "pair_input_ids"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-
-    def __init__(self, config: JointConfig) -> None:
-        super().__init__(config)
-        if config.encoder is None:
-            raise ValueError("encoder: a backbone config dict is required to build the model")
-        self.encoder = build_encoder(config.encoder)
-        self.head = nn.Linear(self.encoder.config.hidden_size, 1)
-        self.post_init()
-
-    def _init_weights(self, module: nn.Module) -> None:
-        """w ~ N(0, initializer_range^2), b = 0; the backbone uses its own init (it is a sub-model)."""
-        if module is self.head:
-            init.normal_(
-                module.weight, mean=0.0, std=float(self.config.encoder.get("initializer_range", 0.02))
-            )
-            init.zeros_(module.bias)
-        else:
-            super()._init_weights(module)
-
-    @classmethod
-    def from_encoder(cls, name_or_path: str, **config_kwargs: Any) -> JointRerankerModel:
-        """Build the config from a backbone checkpoint (name or folder) and load its weights into the encoder."""
-        backbone = load_encoder(name_or_path)
-        encoder_dict = backbone.config.to_dict()
-        encoder_dict.pop("_name_or_path", None)  # no local path in the saved config.json
-        config_kwargs.setdefault("encoder", encoder_dict)
-        model = cls(cls.config_class(**config_kwargs))
-        model.encoder.load_state_dict(backbone.state_dict())
-        logger.info("built %s from backbone %s", cls.__name__, name_or_path)
-        return model
+    head_outputs = 1
 
     def score(
         self,

@@ -11,21 +11,15 @@ sibling files.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from torch import nn
 from torch.nn import functional as F
-from transformers import AutoModel, PreTrainedModel
-from transformers import initialization as init
+from transformers import AutoModel
 from transformers.utils import ModelOutput
 
 from .configuration_mention_detector import MentionDetectorConfig
-from .modeling_retriever import build_encoder, load_encoder
-
-logger = logging.getLogger(__name__)
+from .modeling_head import BackboneHeadModel
 
 
 @dataclass
@@ -70,42 +64,13 @@ def candidate_span_mask(
     return start_mask.bool()[:, :, None] & end_ok
 
 
-class MentionDetectorModel(PreTrainedModel):
+class MentionDetectorModel(BackboneHeadModel):
     """A backbone and ``nn.Linear(H, 3)`` (start, end, inside logits per wordpiece)."""
 
     config_class = MentionDetectorConfig
     base_model_prefix = "detector"
     main_input_name = "input_ids"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-
-    def __init__(self, config: MentionDetectorConfig) -> None:
-        super().__init__(config)
-        if config.encoder is None:
-            raise ValueError("encoder: a backbone config dict is required to build the model")
-        self.encoder = build_encoder(config.encoder)
-        self.head = nn.Linear(self.encoder.config.hidden_size, 3)
-        self.post_init()
-
-    def _init_weights(self, module: nn.Module) -> None:
-        """Head ~ N(0, initializer_range^2), bias 0; the backbone uses its own init (it is a sub-model)."""
-        if module is self.head:
-            init.normal_(
-                module.weight, mean=0.0, std=float(self.config.encoder.get("initializer_range", 0.02))
-            )
-            init.zeros_(module.bias)
-        else:
-            super()._init_weights(module)
-
-    @classmethod
-    def from_encoder(cls, name_or_path: str, **config_kwargs: Any) -> MentionDetectorModel:
-        """Build the config from a backbone checkpoint (name or folder) and load its weights into the encoder."""
-        backbone = load_encoder(name_or_path)
-        config_kwargs.setdefault("encoder", backbone.config.to_dict())
-        model = cls(cls.config_class(**config_kwargs))
-        model.encoder.load_state_dict(backbone.state_dict())
-        logger.info("built %s from backbone %s", cls.__name__, name_or_path)
-        return model
+    head_outputs = 3
 
     def forward(
         self,

@@ -293,3 +293,37 @@ def test_resuming_with_another_freeze_word_embeddings_names_the_flag(tmp_path, t
     trainer = NCETrainer(model, args, splits["train"], entities)
     with pytest.raises(ValueError, match=r"checkpoint-1: .*--freeze_word_embeddings"):
         trainer.train(resume_from_checkpoint=True)
+
+
+@pytest.mark.parametrize("size", [2, 3, 4])
+def test_world_batches_stay_one_world_per_device_on_two_processes(tiny_el, size):
+    """Accelerate deals the DataLoader's batches round-robin to N processes: each device batch is still one group
+    of the sampler (one world for the full ones), set_epoch reaches the sampler through the shard, and the two
+    processes together see every batch of the epoch exactly once (plus Accelerate's even_batches fill-ups)."""
+    from accelerate.data_loader import prepare_data_loader
+    from torch.utils.data import DataLoader
+
+    from hf_models.collator import WorldBatchSampler
+
+    _, _, splits = tiny_el
+    train = splits["train"]
+    reference = WorldBatchSampler(train, batch_size=size, seed=5)
+    reference.set_epoch(1)
+    expected = [b.tolist() for b in reference.batches()]
+    seen: list[list[int]] = []
+    for rank in range(2):
+        sampler = WorldBatchSampler(train, batch_size=size, seed=5)
+        loader = DataLoader(range(len(train)), batch_size=size, sampler=sampler)
+        shard = prepare_data_loader(loader, num_processes=2, process_index=rank, put_on_device=False)
+        shard.set_epoch(1)
+        assert sampler.epoch == 1, "set_epoch must reach the WorldBatchSampler through Accelerate's shard"
+        got = [batch.tolist() for batch in shard]
+        own = expected[rank::2]
+        assert len(got) >= len(own), f"rank {rank}: batches lost"
+        # even_batches may top a short last batch up from the epoch's start, or add one to the rank with fewer
+        for mine, batch in zip(got[: len(own)], own, strict=True):
+            assert mine[: len(batch)] == batch, f"rank {rank}: not every other batch of the epoch"
+        seen += own
+    assert sorted(i for batch in seen for i in batch) == list(range(len(train)))
+    one_world = [b for b in expected if len({train.worlds[i] for i in b}) == 1]
+    assert len(one_world) >= sum(len(idx) // size for idx in train.indices_by_world().values()) > 0

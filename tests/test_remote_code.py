@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from hf_models import JointRerankerModel
+from hf_models import JointRerankerModel, MentionDetectorModel
 
 from .test_models import ARCHITECTURES, batch_inputs, build, make_batch
 
@@ -25,9 +25,16 @@ def joint_inputs() -> dict[str, torch.Tensor]:
     return {"pair_input_ids": ids.view(2, 2, -1), "pair_attention_mask": mask.view(2, 2, -1)}
 
 
+def detector_inputs() -> dict[str, torch.Tensor]:
+    ids, mask = make_batch([7, 4, 9], seed=5)
+    return {"input_ids": ids, "attention_mask": mask}
+
+
 def scores_of(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The retrievers' and the reranker's ``scores``; the mention detector's ``span_logits``."""
     with torch.no_grad():
-        return model.eval()(**inputs).scores
+        output = model.eval()(**inputs)
+    return output.span_logits if isinstance(model, MentionDetectorModel) else output.scores
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +45,28 @@ def saved(tiny_bert_dir, tmp_path_factory) -> dict[str, tuple[Path, type, dict, 
     models = {name: build(name, tiny_bert_dir) for name in ARCHITECTURES}
     models["som-shared"] = build("som", tiny_bert_dir, shared_encoder=True)
     models["joint"] = JointRerankerModel.from_encoder(str(tiny_bert_dir))
+    models["detector"] = MentionDetectorModel.from_encoder(str(tiny_bert_dir), max_span_width=3)
     out = {}
     for name, model in models.items():
-        inputs = joint_inputs() if name == "joint" else batch_inputs()
+        inputs = {"joint": joint_inputs, "detector": detector_inputs}.get(name, batch_inputs)()
         model.save_pretrained(root / name)
         out[name] = (root / name, type(model), inputs, scores_of(model, inputs))
     return out
 
 
-@pytest.mark.parametrize("name", [*ARCHITECTURES, "som-shared", "joint"])
+OWN_FILES = {
+    "joint": {"configuration_joint.py", "modeling_joint.py", "modeling_head.py"},
+    "detector": {"configuration_mention_detector.py", "modeling_mention_detector.py", "modeling_head.py"},
+}
+
+
+@pytest.mark.parametrize("name", [*ARCHITECTURES, "som-shared", "joint", "detector"])
 def test_round_trip_class_and_automodel(saved, name: str) -> None:
     folder, model_class, inputs, expected = saved[name]
     files = {p.name for p in folder.iterdir()}
-    needed = (
-        {"configuration_joint.py", "modeling_joint.py"} | REMOTE_FILES if name == "joint" else REMOTE_FILES
-    )
-    assert needed <= files, files
+    assert OWN_FILES.get(name, set()) | REMOTE_FILES <= files, files
+    if name in OWN_FILES:  # the backbone config keeps no local path
+        assert "_name_or_path" not in json.loads((folder / "config.json").read_text())["encoder"]
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel"}
     assert torch.equal(scores_of(model_class.from_pretrained(folder), inputs), expected)
@@ -75,7 +88,8 @@ REMOTE_SCRIPT = textwrap.dedent(
         model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
         with torch.no_grad():
-            results[name] = model(**inputs).scores
+            output = model(**inputs)
+        results[name] = output.span_logits if name == "detector" else output.scores
     torch.save(results, sys.argv[2])
     """
 )
