@@ -8,10 +8,10 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install demo test test-slow lint format data bench clean
 
-$(STAMP): pyproject.toml tools/install_torch.sh
+$(STAMP): pyproject.toml tools/install_torch.sh tools/install_deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	bash tools/install_torch.sh $(PY)
-	$(PY) -m pip install -e ".[dev]"
+	bash tools/install_deps.sh $(PY)
 	touch $(STAMP)
 
 install: $(STAMP)
