@@ -132,6 +132,35 @@ def fmt_stage(row: Row, name: str) -> str:
 
 
 # ---------------------------------------------------------------------------- data
+def pool_rows(args, entities, train) -> tuple[list[int], torch.Tensor]:
+    """(training mention indices, entity table rows) of the mined pool.
+
+    One world: its first ``--mentions`` training mentions and all its entities. ``--world all`` (a length-varied
+    set): ``--mentions`` training mentions drawn from every training world (seeded) against one pool of every
+    world's entities, or of their golds plus a seeded draw of the others up to ``--max-entities``.
+    """
+    if args.world != "all":
+        if args.world not in entities.rows_by_world:
+            raise SystemExit(f"--world {args.world!r}: no entities (known: {sorted(entities.rows_by_world)})")
+        chosen = [i for i, world in enumerate(train.worlds) if world == args.world][: args.mentions]
+        if not chosen:
+            raise SystemExit(f"world {args.world!r} has no training mentions")
+        return chosen, entities.rows_by_world[args.world]
+    generator = torch.Generator().manual_seed(args.seed)
+    chosen = sorted(torch.randperm(len(train), generator=generator)[: args.mentions].tolist())
+    everything = torch.cat(list(entities.rows_by_world.values()))
+    if args.max_entities is None or args.max_entities >= len(everything):
+        return chosen, everything.sort().values
+    golds = torch.tensor(sorted({int(train.gold_rows[i]) for i in chosen}))
+    if args.max_entities < len(golds):
+        raise SystemExit(
+            f"--max-entities {args.max_entities} < the {len(golds)} gold entities of the mentions"
+        )
+    others = everything[~torch.isin(everything, golds)]
+    drawn = others[torch.randperm(len(others), generator=generator)[: args.max_entities - len(golds)]]
+    return chosen, torch.cat([golds, drawn]).sort().values
+
+
 def world_data(args, tokenizer):
     """(entity ids, ids [E, T], mask [E, T], entity texts, mention ids/mask [N, T], gold rows in world [N],
     mention texts, gold entity texts) of the first ``--mentions`` training mentions of ``--world``."""
@@ -145,12 +174,10 @@ def world_data(args, tokenizer):
         tokenizer,
     )
     entities, train = data.entities, data.splits["train"]
-    entity_ids, e_ids, e_mask = entities.world_subset(args.world)
-    world_rows = entities.rows_by_world[args.world]
+    chosen, world_rows = pool_rows(args, entities, train)
+    entity_ids = [entities.entity_ids[r] for r in world_rows.tolist()]
+    e_ids, e_mask = entities.input_ids[world_rows], entities.attention_mask[world_rows]
     position = {int(row): i for i, row in enumerate(world_rows.tolist())}
-    chosen = [i for i, world in enumerate(train.worlds) if world == args.world][: args.mentions]
-    if not chosen:
-        raise SystemExit(f"world {args.world!r} has no training mentions")
     m_index = torch.tensor(chosen)
     gold = torch.tensor([position[int(train.gold_rows[i])] for i in chosen])
 
@@ -493,7 +520,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dataset-dir", default="data/glossary_el")
-    parser.add_argument("--world", default="foldoc_programming")
+    parser.add_argument(
+        "--world",
+        default="foldoc_programming",
+        help="a world of the dataset, or 'all': mentions of every training world against one pool of all entities",
+    )
+    parser.add_argument(
+        "--max-entities",
+        type=int,
+        default=None,
+        help="with --world all: golds + a seeded draw up to this many",
+    )
     parser.add_argument(
         "--mentions", type=int, default=256, help="training mentions of the world used as queries"
     )
