@@ -7,6 +7,8 @@
 # neither tool replaces it.
 set -euo pipefail
 PY=${1:?usage: install_deps.sh PYTHON}
+PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"  # absolute, before moving to the repository root
+cd "$(dirname "$0")/.."
 UV="$(dirname "$PY")/uv"
 if [ "${INSTALL_WITH_PIP:-0}" != 1 ]; then
   if "$PY" -m pip install -q "uv>=0.5" && "$UV" pip install --python "$PY" -e ".[dev]"; then
