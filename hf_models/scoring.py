@@ -266,8 +266,9 @@ def all_pairs_score(
 ) -> torch.Tensor:
     """Eq. (9) for every (query, key) pair, chunked over the keys so memory stays bounded.
 
-    Padding costs nothing: the query columns are trimmed to the last real one, and the keys are visited in order
-    of length (longest first), each chunk trimmed to its longest key; the scores come back in the input order.
+    Padding costs (almost) nothing: the queries are grouped by length (:func:`_length_groups`), each group trimmed to
+    its longest query, and the keys are visited in order of length (longest first), each chunk trimmed to its
+    longest key; the scores come back in the input order.
     Under autocast (bf16/fp16) the interactions are low-precision products reduced with fp32 accumulation
     (:func:`_reduce_interaction`).
 
@@ -307,33 +308,74 @@ def all_pairs_score(
     if torch.is_autocast_enabled(query.device.type):  # cast once here, not in every chunk's product
         dtype = torch.get_autocast_dtype(query.device.type)
         query, key = query.to(dtype), key.to(dtype)
-    used = max(int(_used_widths(query_mask).max()), 1) if query.shape[0] else 1
-    query, query_mask = query[:, :used], query_mask[:, :used]  # [N, m_used, H]
-    query_rows = _with_mask_coordinate(
-        query.masked_fill(~query_mask[..., None], 0.0), torch.ones_like(query[..., 0])
-    )  # [N m_used, H'], built once; padded columns zeroed (their scores are dropped, and no NaN reaches a gradient)
-    prefill = _prefills_masked_keys(key.dtype)  # else the reduction masks the keys itself
-    budget = max_block_elements(query.device)  # asked once: on a GPU it reads the free memory
-    widths = _used_widths(key_mask)  # [E]
-    order = torch.sort(widths, descending=True, stable=True).indices  # [E], longest keys first
-    sorted_widths = widths[order].tolist()
-    parts, start = [], 0
-    while start < len(sorted_widths):
-        width = max(sorted_widths[start], 1)
-        rows = chunk_size or _auto_chunk_size(query.shape[0], used, width, budget)
-        index = order[start : start + rows]
-        block_key, block_mask = key[index, :width], key_mask[index, :width]  # [c, width, H], [c, width]
-        # [N, c, m_used, width]
-        interaction = _key_product(query_rows, query.shape[:2], block_key, block_mask, prefill)
-        parts.append(
-            _reduce_interaction(
-                interaction, query_mask[:, None, :], block_mask[None, :, :], attention, keys_masked=prefill
-            )  # [N, c]
-        )
-        start += rows
+    if query.shape[0] == 0:
+        return _accumulable(query.new_zeros(0, key.shape[0]))
+    keys = _KeyOrder(
+        key, key_mask, chunk_size, _prefills_masked_keys(key.dtype), max_block_elements(query.device)
+    )
+    query_widths = _used_widths(query_mask)  # [N]
+    query_order = torch.sort(query_widths, descending=True, stable=True).indices  # [N], longest queries first
+    parts = [
+        keys.score(query[rows], query_mask[rows], attention)  # [n_g, E], keys in key order
+        for rows in _length_groups(query_order, query_widths[query_order].tolist())
+    ]
+    return torch.cat(parts)[_inverse(query_order)][:, _inverse(keys.order)]  # [N, E], input order
+
+
+def _inverse(order: torch.Tensor) -> torch.Tensor:
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(len(order), device=order.device)
-    return torch.cat(parts, dim=1)[:, inverse]  # [N, E], input order
+    return inverse
+
+
+def _length_groups(order: torch.Tensor, widths: list[int], min_rows: int = 32, shrink: float = 0.75) -> list:
+    """Cut rows sorted by width (longest first) into groups, each trimmed later to its own widest row: a group
+    closes once it has ``min_rows`` rows (enough for an efficient product) and the next row is at most ``shrink``
+    x its widest. Full-width queries make one group; ragged ones stop paying for the longest's padding."""
+    groups, start = [], 0
+    for i in range(1, len(widths) + 1):
+        if i == len(widths) or (i - start >= min_rows and widths[i] <= shrink * widths[start]):
+            groups.append(order[start:i])
+            start = i
+    return groups
+
+
+class _KeyOrder:
+    """The keys of :func:`all_pairs_score` visited longest first, each chunk trimmed to its longest key."""
+
+    def __init__(self, key, key_mask, chunk_size: int | None, prefill: bool, budget: int) -> None:
+        self.key, self.key_mask, self.chunk_size = key, key_mask, chunk_size
+        self.prefill, self.budget = prefill, budget  # prefill: else the reduction masks the keys itself
+        widths = _used_widths(key_mask)  # [E]
+        self.order = torch.sort(widths, descending=True, stable=True).indices  # [E]
+        self.widths = widths[self.order].tolist()
+
+    def score(self, query: torch.Tensor, query_mask: torch.Tensor, attention: str) -> torch.Tensor:
+        """Queries [n, m, H] / [n, m] -> [n, E] with the keys in ``self.order``."""
+        used = max(int(_used_widths(query_mask).max()), 1)
+        query, query_mask = query[:, :used], query_mask[:, :used]  # [n, m_used, H]
+        query_rows = _with_mask_coordinate(
+            query.masked_fill(~query_mask[..., None], 0.0), torch.ones_like(query[..., 0])
+        )  # [n m_used, H'], built once; padded columns zeroed (scores dropped, no NaN reaches a gradient)
+        parts, start = [], 0
+        while start < len(self.widths):
+            width = max(self.widths[start], 1)
+            rows = self.chunk_size or _auto_chunk_size(query.shape[0], used, width, self.budget)
+            index = self.order[start : start + rows]
+            block_key, block_mask = self.key[index, :width], self.key_mask[index, :width]  # [c, width, (H)]
+            # [n, c, m_used, width]
+            interaction = _key_product(query_rows, query.shape[:2], block_key, block_mask, self.prefill)
+            parts.append(
+                _reduce_interaction(
+                    interaction,
+                    query_mask[:, None, :],
+                    block_mask[None, :, :],
+                    attention,
+                    keys_masked=self.prefill,
+                )  # [n, c]
+            )
+            start += rows
+        return torch.cat(parts, dim=1)
 
 
 def code_reduction(hidden: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from hf_models.scoring import (
     DEFAULT_MAX_BLOCK_ELEMENTS,
     GPU_MAX_BLOCK_ELEMENTS,
     Representation,
+    _length_groups,
     all_pairs_score,
     code_reduction,
     general_score,
@@ -67,6 +68,41 @@ def test_general_and_all_pairs_match_reference(attention: str, m: int, m_key: in
         query, qmask, key[None].expand(3, -1, -1, -1), kmask[None].expand(3, -1, -1), attention
     )  # every query against all 5 keys as its candidates
     torch.testing.assert_close(paired, expected, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_length_grouped_queries_give_the_paired_scores_and_gradients(attention: str) -> None:
+    """Enough ragged queries for several length groups: scores and gradients equal the paired path's, in order."""
+    gen = torch.Generator().manual_seed(11)
+    query, qmask = _random_side(100, 12, gen)
+    key, kmask = _random_side(7, 6, gen)
+    order = torch.sort(qmask.sum(1), descending=True, stable=True).indices
+    groups = _length_groups(order, qmask.sum(1)[order].tolist())
+    assert len(groups) > 1 and torch.equal(torch.cat(groups), order)
+    assert all(len(g) >= 32 for g in groups[:-1])
+    grads, scores = [], []
+    for paired in (False, True):
+        q, k = query.clone().requires_grad_(), key.clone().requires_grad_()
+        if paired:
+            got = general_score(
+                q, qmask, k[None].expand(100, -1, -1, -1), kmask[None].expand(100, -1, -1), attention
+            )
+        else:
+            got = all_pairs_score(q, qmask, k, kmask, attention, chunk_size=3)
+        (got * torch.arange(700, dtype=got.dtype).view(100, 7)).sum().backward()
+        scores.append(got.detach())
+        grads.append((q.grad, k.grad))
+    torch.testing.assert_close(scores[0], scores[1], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_length_groups_keep_full_width_queries_together() -> None:
+    order = torch.arange(80)
+    assert [len(g) for g in _length_groups(order, [16] * 80)] == [80]
+    # a group closes after >= 32 rows, at the first row at most 0.75 x the group's widest: rows 40 and 72 here
+    widths = [40] * 40 + [30] * 10 + [10] * 30
+    assert [len(g) for g in _length_groups(order, widths)] == [40, 32, 8]
+    assert _length_groups(order[:0], []) == []
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e100])
