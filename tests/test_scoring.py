@@ -70,6 +70,24 @@ def test_general_and_all_pairs_match_reference(attention: str, m: int, m_key: in
     torch.testing.assert_close(paired, expected, atol=1e-10, rtol=1e-10)
 
 
+def _all_pairs_and_paired(query, qmask, key, kmask, attention: str, chunk_size: int) -> list:
+    """[(scores [N, E], (query grad, key grad))] of all_pairs_score and of general_score over every key as a
+    candidate, each backpropagating the same weights 0, 1, 2, ... (upstream gradients above 1)."""
+    n, e = query.shape[0], key.shape[0]
+    out = []
+    for paired in (False, True):
+        q, k = query.clone().requires_grad_(), key.clone().requires_grad_()
+        if paired:
+            got = general_score(
+                q, qmask, k[None].expand(n, -1, -1, -1), kmask[None].expand(n, -1, -1), attention
+            )
+        else:
+            got = all_pairs_score(q, qmask, k, kmask, attention, chunk_size=chunk_size)
+        (got * torch.arange(n * e, dtype=got.dtype).view(n, e)).sum().backward()
+        out.append((got.detach(), (q.grad, k.grad)))
+    return out
+
+
 @pytest.mark.parametrize("attention", ["soft", "hard"])
 def test_length_grouped_queries_give_the_paired_scores_and_gradients(attention: str) -> None:
     """Enough ragged queries for several length groups: scores and gradients equal the paired path's, in order."""
@@ -80,20 +98,11 @@ def test_length_grouped_queries_give_the_paired_scores_and_gradients(attention: 
     groups = _length_groups(order, qmask.sum(1)[order].tolist())
     assert len(groups) > 1 and torch.equal(torch.cat(groups), order)
     assert all(len(g) >= 32 for g in groups[:-1])
-    grads, scores = [], []
-    for paired in (False, True):
-        q, k = query.clone().requires_grad_(), key.clone().requires_grad_()
-        if paired:
-            got = general_score(
-                q, qmask, k[None].expand(100, -1, -1, -1), kmask[None].expand(100, -1, -1), attention
-            )
-        else:
-            got = all_pairs_score(q, qmask, k, kmask, attention, chunk_size=3)
-        (got * torch.arange(700, dtype=got.dtype).view(100, 7)).sum().backward()
-        scores.append(got.detach())
-        grads.append((q.grad, k.grad))
-    torch.testing.assert_close(scores[0], scores[1], atol=1e-10, rtol=1e-10)
-    torch.testing.assert_close(grads[0], grads[1])
+    (scores, grads), (paired_scores, paired_grads) = _all_pairs_and_paired(
+        query, qmask, key, kmask, attention, 3
+    )
+    torch.testing.assert_close(scores, paired_scores, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(grads, paired_grads)
 
 
 def test_length_groups_keep_full_width_queries_together() -> None:
@@ -151,18 +160,8 @@ def test_all_pairs_gradients_equal_the_paired_path(attention: str) -> None:
     gen = torch.Generator().manual_seed(5)
     query, qmask = _random_side(3, 4, gen)
     key, kmask = _random_side(5, 6, gen)
-    grads = []
-    for paired in (False, True):
-        q, k = query.clone().requires_grad_(), key.clone().requires_grad_()
-        if paired:
-            scores = general_score(
-                q, qmask, k[None].expand(3, -1, -1, -1), kmask[None].expand(3, -1, -1), attention
-            )
-        else:
-            scores = all_pairs_score(q, qmask, k, kmask, attention, chunk_size=2)
-        (scores * torch.arange(15, dtype=scores.dtype).view(3, 5)).sum().backward()
-        grads.append((q.grad, k.grad))
-    torch.testing.assert_close(grads[0], grads[1])
+    (_, grads), (_, paired_grads) = _all_pairs_and_paired(query, qmask, key, kmask, attention, 2)
+    torch.testing.assert_close(grads, paired_grads)
 
 
 @pytest.mark.parametrize("attention", ["soft", "hard"])
