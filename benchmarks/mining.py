@@ -139,7 +139,11 @@ def pool_rows(args, entities, train) -> tuple[list[int], torch.Tensor]:
     set): ``--mentions`` training mentions drawn from every training world (seeded) against one pool of every
     world's entities, or of their golds plus a seeded draw of the others up to ``--max-entities``.
     """
+    if args.mentions < 1:
+        raise SystemExit(f"--mentions must be >= 1, got {args.mentions}")
     if args.world != "all":
+        if args.max_entities is not None:
+            raise SystemExit("--max-entities applies to --world all only (one world is mined whole)")
         if args.world not in entities.rows_by_world:
             raise SystemExit(f"--world {args.world!r}: no entities (known: {sorted(entities.rows_by_world)})")
         chosen = [i for i, world in enumerate(train.worlds) if world == args.world][: args.mentions]

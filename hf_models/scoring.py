@@ -308,17 +308,17 @@ def all_pairs_score(
     if torch.is_autocast_enabled(query.device.type):  # cast once here, not in every chunk's product
         dtype = torch.get_autocast_dtype(query.device.type)
         query, key = query.to(dtype), key.to(dtype)
-    if query.shape[0] == 0:
-        return _accumulable(query.new_zeros(0, key.shape[0]))
+    if query.shape[0] == 0:  # nothing to score; keep the graph (a caller may backpropagate an empty loss)
+        return _accumulable(query.new_zeros(0, key.shape[0]) + 0 * (query.sum() + key.sum()))
     keys = _KeyOrder(
         key, key_mask, chunk_size, _prefills_masked_keys(key.dtype), max_block_elements(query.device)
     )
     query_widths = _used_widths(query_mask)  # [N]
     query_order = torch.sort(query_widths, descending=True, stable=True).indices  # [N], longest queries first
-    parts = [
-        keys.score(query[rows], query_mask[rows], attention)  # [n_g, E], keys in key order
-        for rows in _length_groups(query_order, query_widths[query_order].tolist())
-    ]
+    groups = _length_groups(query_order, query_widths[query_order].tolist())
+    if len(groups) == 1:  # e.g. full-width queries: score them in place, no gather
+        return keys.score(query, query_mask, attention)[:, _inverse(keys.order)]  # [N, E], input order
+    parts = [keys.score(query[rows], query_mask[rows], attention) for rows in groups]  # [n_g, E], key order
     return torch.cat(parts)[_inverse(query_order)][:, _inverse(keys.order)]  # [N, E], input order
 
 

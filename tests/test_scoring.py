@@ -139,8 +139,11 @@ def test_interaction_block_budget_is_larger_on_a_gpu_within_its_free_memory(monk
 def test_empty_sides_give_empty_or_zero_scores(attention: str) -> None:
     gen = torch.Generator().manual_seed(4)
     key, kmask = _random_side(3, 4, gen)
-    none = all_pairs_score(key[:0], kmask[:0], key, kmask, attention)
+    query = key[:0].clone().requires_grad_()
+    none = all_pairs_score(query, kmask[:0], key, kmask, attention)
     assert none.shape == (0, 3)
+    none.sum().backward()  # an empty batch still backpropagates (zero gradient)
+    assert query.grad is not None and query.grad.shape == (0, 4, H)
     narrow = all_pairs_score(key[:, :0], kmask[:, :0], key, kmask, attention)  # queries of width 0
     assert torch.equal(narrow, torch.zeros(3, 3, dtype=narrow.dtype))
 

@@ -7,11 +7,13 @@
 # neither tool replaces it.
 set -euo pipefail
 PY=${1:?usage: install_deps.sh PYTHON}
-PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"  # absolute, before moving to the repository root
+case "$PY" in  # absolute, before moving to the repository root
+  */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;;
+  *) PY="$(command -v "$PY")" ;;
+esac
 cd "$(dirname "$0")/.."
-UV="$(dirname "$PY")/uv"
 if [ "${INSTALL_WITH_PIP:-0}" != 1 ]; then
-  if "$PY" -m pip install -q "uv>=0.5" && "$UV" pip install --python "$PY" -e ".[dev]"; then
+  if "$PY" -m pip install -q "uv>=0.5" && "$PY" -m uv pip install --python "$PY" -e ".[dev]"; then
     exit 0
   fi
   echo "install_deps.sh: uv could not install the project; installing with pip instead" >&2
