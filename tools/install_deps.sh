@@ -12,8 +12,11 @@ case "$PY" in  # absolute, before moving to the repository root
   *) PY="$(command -v "$PY")" ;;
 esac
 cd "$(dirname "$0")/.."
+# The OS certificate store, as pip uses: uv's bundled roots reject a TLS-inspecting proxy's certificate (seen on a
+# machine whose environment did not carry SSL_CERT_FILE).
+export UV_SYSTEM_CERTS="${UV_SYSTEM_CERTS:-1}"
 if [ "${INSTALL_WITH_PIP:-0}" != 1 ]; then
-  if "$PY" -m pip install -q "uv>=0.5" && "$PY" -m uv pip install --python "$PY" -e ".[dev]"; then
+  if "$PY" -m pip install -q "uv>=0.13" && "$PY" -m uv pip install --python "$PY" -e ".[dev]"; then
     exit 0
   fi
   echo "install_deps.sh: uv could not install the project; installing with pip instead" >&2
