@@ -146,6 +146,17 @@ def test_empty_sides_give_empty_or_zero_scores(attention: str) -> None:
     assert query.grad is not None and query.grad.shape == (0, 4, H)
     narrow = all_pairs_score(key[:, :0], kmask[:, :0], key, kmask, attention)  # queries of width 0
     assert torch.equal(narrow, torch.zeros(3, 3, dtype=narrow.dtype))
+    for keyless in (  # keys of width 0, both paths
+        all_pairs_score(key, kmask, key[:, :0], kmask[:, :0], attention),
+        general_score(
+            key,
+            kmask,
+            key[None, :, :0].expand(3, -1, -1, -1),
+            kmask[None, :, :0].expand(3, -1, -1),
+            attention,
+        ),
+    ):
+        assert torch.equal(keyless, torch.zeros(3, 3, dtype=keyless.dtype))
 
 
 def test_fp16_keeps_masked_keys_out_of_the_max_below_its_range() -> None:
