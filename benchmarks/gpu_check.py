@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import machine_line, matmul_peak, synchronize  # noqa: E402
+from benchmarks._common import machine_line, matmul_peak, synchronize, timed  # noqa: E402
 from hf_models.entity_index import autocast_for  # noqa: E402
 from hf_models.keyed_noise import KeyedNoise  # noqa: E402
 from hf_models.scoring import Representation  # noqa: E402
@@ -183,14 +183,13 @@ def check_mining(cli, architecture: str, model, device, dtype, encode_rate: floa
     draws = torch.randint(0, cli.store_entities, (n, k1), generator=gen)
 
     def once() -> float:
-        synchronize(device)
-        began = time.perf_counter()
-        stream_partial(
-            model, mentions, store, 0, gold, k1 // 2, noise, draws,
-            chunk_size=cli.entity_chunk, device=device, score_dtype=dtype or torch.float32,
+        return timed(
+            lambda: stream_partial(
+                model, mentions, store, 0, gold, k1 // 2, noise, draws,
+                chunk_size=cli.entity_chunk, device=device, score_dtype=dtype or torch.float32,
+            ),
+            device,
         )  # fmt: skip
-        synchronize(device)
-        return time.perf_counter() - began
 
     once()  # warm-up
     seconds = once()

@@ -166,8 +166,8 @@ def pool_rows(args, entities, train) -> tuple[list[int], torch.Tensor]:
 
 
 def world_data(args, tokenizer):
-    """(entity ids, ids [E, T], mask [E, T], entity texts, mention ids/mask [N, T], gold rows in world [N],
-    mention texts, gold entity texts) of the first ``--mentions`` training mentions of ``--world``."""
+    """(entity ids, ids [E, T], mask [E, T], entity texts, mention ids/mask [N, T], gold rows in the pool [N],
+    mention texts, gold entity texts) of the mentions and entity pool chosen by :func:`pool_rows`."""
     from data_scripts.io import load_processed
     from hf_models.st_export import entity_text, mention_text
 

@@ -143,12 +143,9 @@ def _reduce_interaction(
     if not keys_masked:
         # In place: the interaction is a temporary of the caller (this saves a full-size copy and its page faults).
         attended = interaction.masked_fill_(~key_valid, torch.finfo(interaction.dtype).min)  # [..., m, m']
-    if (
-        attention == "hard" and attended.shape[-1] == 0
-    ):  # keys of width 0: nothing to attend, every column is 0
-        column = _accumulable(attended.new_zeros(attended.shape[:-1]))  # [..., m]
-    elif attention == "hard":
-        column = _accumulable(attended.amax(dim=-1))  # [..., m]
+    if attention == "hard":  # keys of width 0 have no max: their columns are 0 (dropped below anyway)
+        best = attended.amax(dim=-1) if attended.shape[-1] else attended.new_zeros(attended.shape[:-1])
+        column = _accumulable(best)  # [..., m]
     else:  # masked keys get weight exactly 0; the value they weight is 0 too, so no gradient ever meets the fill
         attended = _accumulable(attended)
         values = torch.where(
