@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
+from hf_models.all_pairs import DEFAULT_MAX_BLOCK_ELEMENTS, _auto_chunk_size, all_pairs_score
 from hf_models.configuration_retriever import CONFIG_BY_ARCHITECTURE, RetrieverConfig, config_for
-from hf_models.scoring import DEFAULT_MAX_BLOCK_ELEMENTS, Representation, _auto_chunk_size, all_pairs_score
+from hf_models.scoring import Representation
 
 SIZED = {"poly": 16, "multi": 8, "genpoly": 16}
 

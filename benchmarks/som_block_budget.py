@@ -1,10 +1,11 @@
 """som all-pairs scoring (eq. 9, hard attention) by interaction-block budget, as % of the measured matmul peak.
 
 ``all_pairs_score`` chunks the keys so that one ``[N, chunk, m, m']`` block holds at most a budget of values
-(``hf_models.scoring.max_block_elements``: 2**24 on a CPU, 2**28 on a GPU). This times it at several budgets on
+(``hf_models.all_pairs.max_block_elements``: 2**24 on a CPU, 2**28 on a GPU). This times it at several budgets on
 random representations, full width and with lengths uniform in [tokens / 8, tokens], and can time a previous
-``scoring.py`` beside it (``--previous``, e.g. ``git show 598a09c:hf_models/scoring.py > /tmp/old_scoring.py``),
-checking that both give the same scores.
+version beside it, checking that both give the same scores (``--previous``): a copy of that commit's
+``hf_models/`` folder (e.g. ``git archive 1917947 hf_models | tar -x -C /tmp/old`` and ``--previous
+/tmp/old/hf_models``), or a self-contained ``scoring.py`` of a commit before the all-pairs engine had its own file.
 
     python benchmarks/som_block_budget.py                                # GPU if present; 1,024 x 4,096, 128 tokens
     python benchmarks/som_block_budget.py --device cpu --mentions 64 --entities 512 --tokens 32 --hidden 384 \\
@@ -14,9 +15,11 @@ checking that both give the same scores.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import statistics
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -24,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine_line, matmul_peak, timed  # noqa: E402
-from hf_models import scoring  # noqa: E402
+from hf_models import all_pairs  # noqa: E402
 from hf_models.encoding import autocast_for  # noqa: E402
 
 
@@ -35,6 +38,15 @@ def median_seconds(fn, device: torch.device, repeats: int) -> float:
 
 
 def load_previous(path: str):
+    """The module holding ``all_pairs_score`` of a previous version: a self-contained scoring.py, or the
+    ``all_pairs`` (or, before it existed, ``scoring``) module of an ``hf_models/`` folder, imported as a package of
+    its own so that relative imports work."""
+    if Path(path).is_dir():
+        package = types.ModuleType("previous_models")
+        package.__path__ = [str(Path(path).resolve())]
+        sys.modules["previous_models"] = package
+        engine = "all_pairs" if (Path(path) / "all_pairs.py").exists() else "scoring"  # before: one file
+        return importlib.import_module(f"previous_models.{engine}")
     spec = importlib.util.spec_from_file_location("previous_scoring", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -54,7 +66,9 @@ def main(argv: list[str] | None = None) -> None:
         "--budgets", type=int, nargs="+", default=[24, 26, 28, 30], help="log2 of the budgets"
     )
     parser.add_argument(
-        "--previous", default=None, help="a previous scoring.py to time beside (its budget field)"
+        "--previous",
+        default=None,
+        help="a previous scoring.py, or a previous hf_models/ folder, to time beside (see above)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
@@ -81,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = [
             (
                 "current",
-                scoring,
+                all_pairs,
                 "DEFAULT_MAX_BLOCK_ELEMENTS" if device.type != "cuda" else "GPU_MAX_BLOCK_ELEMENTS",
             )
         ]

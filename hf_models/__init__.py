@@ -1,5 +1,6 @@
 """Zero-shot entity linking retrievers and rerankers trained with hard-negative NCE (Zhang & Stratos, 2021)."""
 
+from .all_pairs import all_pairs_score
 from .configuration_joint import JointConfig
 from .configuration_mention_detector import MentionDetectorConfig
 from .configuration_retriever import (
@@ -27,7 +28,7 @@ from .modeling_retriever import (
     SumOfMaxModel,
     candidate_loss,
 )
-from .scoring import Representation, all_pairs_score, code_reduction, general_score
+from .scoring import Representation, code_reduction, general_score
 
 __all__ = [
     "CONFIG_BY_ARCHITECTURE",

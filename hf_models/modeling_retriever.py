@@ -24,6 +24,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import ModelOutput
 
+from .all_pairs import all_pairs_score
 from .configuration_retriever import (
     DualConfig,
     GenPolyConfig,
@@ -34,14 +35,7 @@ from .configuration_retriever import (
 )
 from .losses import LOSSES, adjusted_nce_loss, distinct_slots, nce_loss, shared_candidate_scores
 from .modeling_text import RetrieverTextMixin
-from .scoring import (
-    Representation,
-    all_pairs_score,
-    code_reduction,
-    cosine_vectors,
-    general_score,
-    mean_reduction,
-)
+from .scoring import Representation, code_reduction, cosine_vectors, general_score, mean_reduction
 
 logger = logging.getLogger(__name__)
 

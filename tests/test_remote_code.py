@@ -17,7 +17,13 @@ from hf_models import JointRerankerModel, MentionDetectorModel
 
 from .test_models import ARCHITECTURES, batch_inputs, build, make_batch
 
-REMOTE_FILES = {"configuration_retriever.py", "modeling_retriever.py", "scoring.py", "losses.py"}
+REMOTE_FILES = {
+    "configuration_retriever.py",
+    "modeling_retriever.py",
+    "scoring.py",
+    "all_pairs.py",
+    "losses.py",
+}
 
 
 def joint_inputs() -> dict[str, torch.Tensor]:

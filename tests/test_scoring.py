@@ -5,17 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_models.scoring import (
+from hf_models.all_pairs import (
     BYTES_PER_BLOCK_ELEMENT,
     DEFAULT_MAX_BLOCK_ELEMENTS,
     GPU_MAX_BLOCK_ELEMENTS,
-    Representation,
     _length_groups,
     all_pairs_score,
-    code_reduction,
-    general_score,
     max_block_elements,
 )
+from hf_models.scoring import Representation, code_reduction, general_score
 
 H = 8
 
