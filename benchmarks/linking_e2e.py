@@ -99,7 +99,9 @@ def train_retriever(cli: argparse.Namespace) -> str:
     from hf_models.collator import candidate_inputs
     from hf_models.entity_index import EntityIndex
     from hf_models.mining import NegativeMiner
-    from hf_models.recipe import DataArguments, ModelArguments, build_model, load_recipe_data, resolve_encoder
+    from hf_models.model_setup import build_model
+    from hf_models.recipe import load_recipe_data
+    from hf_models.recipe_args import DataArguments, ModelArguments, resolve_encoder
 
     set_seed(42)
     output = Path(cli.output_dir) / "retriever"

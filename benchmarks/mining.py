@@ -61,7 +61,9 @@ from hf_models.entity_index import (  # noqa: E402
     resolve_encode_dtype,
 )
 from hf_models.faiss_backend import FaissIndex  # noqa: E402
-from hf_models.recipe import DataArguments, ModelArguments, build_model, load_recipe_data, resolve_encoder  # noqa: E402
+from hf_models.model_setup import build_model  # noqa: E402
+from hf_models.recipe import load_recipe_data  # noqa: E402
+from hf_models.recipe_args import DataArguments, ModelArguments, resolve_encoder  # noqa: E402
 from hf_models.samplers import sample_negatives  # noqa: E402
 
 # faiss-cpu is a dependency of the repo, but a GPU image may lack it: its rows are then left out (and said so).

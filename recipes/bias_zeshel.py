@@ -38,8 +38,9 @@ from hf_models.bias import cross_entropy  # noqa: E402
 from hf_models.bias_probe import BiasProbe, LabelSpace, label_space_from_datasets  # noqa: E402
 from hf_models.config_parsing import parse_config  # noqa: E402
 from hf_models.losses import nce_loss  # noqa: E402
+from hf_models.model_setup import fit_embeddings  # noqa: E402
 from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE  # noqa: E402
-from hf_models.recipe import fit_embeddings, resolve_encoder  # noqa: E402
+from hf_models.recipe_args import resolve_encoder  # noqa: E402
 from hf_models.samplers import sample_negatives  # noqa: E402
 from hf_models.tables import EntityTable, MentionTable  # noqa: E402
 

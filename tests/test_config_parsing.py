@@ -35,7 +35,7 @@ def test_missing_config_file(tmp_path):
 
 
 def test_help_lists_config(capsys):
-    from hf_models.recipe import DataArguments, ModelArguments
+    from hf_models.recipe_args import DataArguments, ModelArguments
     from hf_models.training_args import NCETrainingArguments
 
     with pytest.raises(SystemExit) as exit_info:

@@ -148,7 +148,8 @@ def test_som_takes_cosine_and_shares_candidates(tiny_bert_dir):
 def test_reduction_auto_reads_the_sentence_transformers_pooling_config(tmp_path, tiny_bert_dir):
     import json
 
-    from hf_models.recipe import resolve_encoder, sentence_transformers_pooling
+    from hf_models.model_setup import sentence_transformers_pooling
+    from hf_models.recipe_args import resolve_encoder
 
     assert (
         sentence_transformers_pooling(resolve_encoder("embedded")) == "mean"

@@ -103,7 +103,7 @@ def test_evaluate_module_loads_offline():
 def test_every_training_config_parses(config):
     """Every YAML holds only known keys and valid values (bf16 configs are checked on CPU with use_cpu)."""
     from hf_models.config_parsing import parse_config
-    from hf_models.recipe import DataArguments, ModelArguments
+    from hf_models.recipe_args import DataArguments, ModelArguments
     from hf_models.training_args import NCETrainingArguments
 
     model_args, data_args, args = parse_config(

@@ -273,7 +273,7 @@ def marker_free_tokenizer(size: int):
 
 
 def test_embeddings_grow_only_for_markers_the_featurizer_added(tiny_bert_dir, caplog) -> None:
-    from hf_models.recipe import fit_embeddings
+    from hf_models.model_setup import fit_embeddings
 
     model = DualEncoderModel.from_encoder(str(tiny_bert_dir))
     rows = model.mention_encoder.get_input_embeddings().num_embeddings
@@ -293,7 +293,7 @@ def test_embeddings_grow_only_for_markers_the_featurizer_added(tiny_bert_dir, ca
 
 
 def test_tokenizer_of_another_encoder_is_an_error(tiny_bert_dir) -> None:
-    from hf_models.recipe import fit_embeddings
+    from hf_models.model_setup import fit_embeddings
 
     model = DualEncoderModel.from_encoder(str(tiny_bert_dir))
     tokenizer = marker_free_tokenizer(model.mention_encoder.get_input_embeddings().num_embeddings + 5)

@@ -11,7 +11,8 @@ import pytest
 
 from data_scripts.io import write_processed
 from hf_models.config_parsing import parse_config
-from hf_models.recipe import DataArguments, ModelArguments, run_retriever_recipe
+from hf_models.recipe import run_retriever_recipe
+from hf_models.recipe_args import DataArguments, ModelArguments
 from hf_models.training_args import NCETrainingArguments
 
 from .conftest import REPO_ROOT, make_tiny_tables

@@ -185,7 +185,7 @@ def build_detector(args: MentionDetectorArguments):
     from transformers import AutoTokenizer
 
     from ..modeling_mention_detector import MentionDetectorModel
-    from ..recipe import resolve_encoder
+    from ..recipe_args import resolve_encoder
 
     config = {
         "max_span_width": args.max_span_width,
