@@ -12,23 +12,12 @@ exactly (:meth:`EntityIndex.rescore` also rescores any caller-given shortlist, e
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 
-from .atomic import (
-    CorruptFolderError,
-    atomic_folder,
-    fault_point,
-    ids_checksum,
-    read_json,
-    readable_folder,
-)
 from .encoding import (  # noqa: F401  (re-exported: the encoding helpers used to live here)
     EncodeFn,
     autocast_for,
@@ -37,56 +26,11 @@ from .encoding import (  # noqa: F401  (re-exported: the encoding helpers used t
     model_state_key,
     resolve_encode_dtype,
 )
-from .progress import tqdm
+from .index_storage import WorldEntities, load_worlds, save_worlds
 from .scoring import Representation
+from .sharding import gather_rows, shard_bounds
 
 logger = logging.getLogger(__name__)
-WORLDS_FILE = "worlds.json"
-ENTITY_IDS_FILE = "entity_ids.json"
-REPRESENTATION_FILE = "representation.safetensors"
-
-
-def shard_bounds(n_rows: int, num_shards: int, shard: int) -> tuple[int, int]:
-    """Contiguous [start, end) rows of one shard; every shard but the last has ceil(n/num_shards) rows."""
-    per = math.ceil(n_rows / num_shards)
-    return min(shard * per, n_rows), min((shard + 1) * per, n_rows)
-
-
-def gather_rows(accelerator, rep: Representation, n_rows: int) -> Representation:
-    """All-gather each process's contiguous shard of rows (see `shard_bounds`) into the full [n_rows] table.
-
-    Shards may differ in column width (all-token sides trim padding per batch): all are padded to the widest.
-    """
-    per = math.ceil(n_rows / accelerator.num_processes)
-    width = torch.tensor([rep.vectors.shape[1]], device=accelerator.device)
-    local = _pad_rows(rep.pad_to(int(accelerator.gather(width).max())), per)
-    vectors = accelerator.gather(local.vectors.float().to(accelerator.device)).cpu()  # [P*per, L, H]
-    mask = accelerator.gather(local.mask.to(torch.uint8).to(accelerator.device)).cpu().bool()
-    return Representation(vectors=vectors[:n_rows].to(rep.vectors.dtype), mask=mask[:n_rows])
-
-
-def _pad_rows(rep: Representation, rows: int) -> Representation:
-    extra = rows - rep.vectors.shape[0]
-    if extra <= 0:
-        return rep
-    vectors = torch.cat([rep.vectors, rep.vectors.new_zeros((extra, *rep.vectors.shape[1:]))])
-    mask = torch.cat([rep.mask, rep.mask.new_zeros((extra, *rep.mask.shape[1:]))])
-    return Representation(vectors=vectors, mask=mask)
-
-
-@dataclass
-class WorldEntities:
-    """One world's entities: their ids (row order), representations, and an optional FAISS index."""
-
-    entity_ids: list[str]
-    representation: Representation  # vectors [E, L, H] (store dtype), mask [E, L]
-    faiss_index: object | None = None
-    # what the encoding was computed from: (model_state_key, input_ids [E, T], attention_mask [E, T]); None when
-    # loaded from disk. add_world reuses the entry only when all three still match.
-    source: tuple | None = None
-
-    def __len__(self) -> int:
-        return len(self.entity_ids)
 
 
 class EntityIndex:
@@ -368,67 +312,23 @@ class EntityIndex:
 
     # ------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
-        """Write every world's entity ids, representation (in the store dtype) and FAISS index to ``directory``.
-
-        Layout: ``worlds.json`` (world name -> sub-folder, row count and sha256 of the ordered entity ids;
-        backend, store dtype) and per world ``world_NNNN/entity_ids.json``, ``representation.safetensors``
-        (vectors [E, L, H], mask [E, L]) and ``faiss/`` (only when the world has a FAISS index). The folder is
-        replaced atomically (:func:`~hf_models.atomic.atomic_folder`): a killed save leaves the previous index.
-        """
-        from safetensors.torch import save_file
-
-        folder = Path(directory)
-        listing = {}
-        with atomic_folder(folder, replaces=WORLDS_FILE) as temporary:
-            for number, (world, entry) in enumerate(self.worlds.items()):
-                sub = temporary / f"world_{number:04d}"
-                sub.mkdir()
-                (sub / ENTITY_IDS_FILE).write_text(json.dumps(entry.entity_ids))
-                fault_point("index:after_entity_ids")
-                rep = entry.representation
-                save_file(
-                    {"vectors": rep.vectors.contiguous(), "mask": rep.mask.contiguous()},
-                    sub / REPRESENTATION_FILE,
-                )
-                if entry.faiss_index is not None:
-                    entry.faiss_index.save(sub / "faiss")
-                listing[world] = {
-                    "folder": sub.name,
-                    "rows": len(entry),
-                    "ids_sha256": ids_checksum(entry.entity_ids),
-                }
-            meta = {
-                "worlds": listing,
-                "backend": self.backend,
-                "faiss_kind": self.faiss_kind,
-                "shortlist_size": self.shortlist_size,
-                "store_dtype": str(self.store_dtype).removeprefix("torch."),
-            }
-            (temporary / WORLDS_FILE).write_text(json.dumps(meta, indent=2))
-        logger.info("saved %d world(s) to %s", len(listing), folder)
-        return folder
+        """Write every world's entity ids, representation (in the store dtype) and FAISS index to ``directory``,
+        atomically (layout and checks: :func:`~hf_models.index_storage.save_worlds`)."""
+        settings = {
+            "backend": self.backend,
+            "faiss_kind": self.faiss_kind,
+            "shortlist_size": self.shortlist_size,
+            "store_dtype": str(self.store_dtype).removeprefix("torch."),
+        }
+        return save_worlds(self.worlds, directory, settings)
 
     def load(self, directory: str | Path) -> EntityIndex:
-        """Read worlds written by :meth:`save` into ``self.worlds`` (the saved FAISS indices are reused when this
-        index searches with FAISS; otherwise they are rebuilt or skipped as this index's settings say).
-
-        Every world's ids and vectors are checked against ``worlds.json`` (row counts, sha256 of the ordered
-        ids): a mismatch or an unreadable file raises :class:`~hf_models.atomic.CorruptFolderError` naming the
-        folder and the file.
-        """
-        folder = readable_folder(directory)
-        if not (folder / WORLDS_FILE).exists():
-            raise FileNotFoundError(f"{folder} holds no saved entity index ({WORLDS_FILE} is missing)")
-        meta = read_json(folder / WORLDS_FILE, folder)
-        for world, spec in tqdm(
-            meta["worlds"].items(), desc="loading worlds", disable=not self.show_progress
-        ):
-            spec = {"folder": spec} if isinstance(spec, str) else spec  # indices saved before the checks
-            sub = folder / spec["folder"]
-            rep = _load_representation(sub / REPRESENTATION_FILE, folder)
-            entry = WorldEntities(entity_ids=_load_ids(sub / ENTITY_IDS_FILE, folder), representation=rep)
-            _check_world(entry, spec, sub, folder)
-            entry.faiss_index = self._load_faiss(sub / "faiss", rep, meta)
+        """Read worlds written by :meth:`save` into ``self.worlds``, checked against the manifest
+        (:func:`~hf_models.index_storage.load_worlds`). The saved FAISS indices are reused when this index searches
+        with FAISS; otherwise they are rebuilt or skipped as this index's settings say."""
+        worlds, meta = load_worlds(directory, show_progress=self.show_progress)
+        for world, (entry, sub) in worlds.items():
+            entry.faiss_index = self._load_faiss(sub / "faiss", entry.representation, meta)
             self.worlds[world] = entry
         return self
 
@@ -470,42 +370,6 @@ def _same_source(
     )
 
 
-def _load_representation(path: Path, folder: Path) -> Representation:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CorruptFolderError(f"{folder}: {path} cannot be read ({error})") from error
-    if set(tensors) != {"vectors", "mask"}:
-        raise CorruptFolderError(f"{folder}: {path} holds {sorted(tensors)}, expected vectors and mask")
-    return Representation(vectors=tensors["vectors"], mask=tensors["mask"])
-
-
-def _load_ids(path: Path, folder: Path) -> list[str]:
-    ids = read_json(path, folder)
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise CorruptFolderError(f"{folder}: {path} must be a JSON list of entity id strings")
-    return ids
-
-
-def _check_world(entry: WorldEntities, spec: dict, sub: Path, folder: Path) -> None:
-    """The ids, the vectors and the manifest (worlds.json) must agree on the rows and on their order."""
-    ids_path, rows = sub / ENTITY_IDS_FILE, entry.representation.vectors.shape[0]
-    expected = spec.get("rows", rows)
-    if len(entry.entity_ids) != expected or rows != expected:
-        raise CorruptFolderError(
-            f"{folder}: {ids_path} has {len(entry.entity_ids)} ids and {sub / REPRESENTATION_FILE} {rows} rows, "
-            f"but {folder / WORLDS_FILE} records {expected}"
-        )
-    if "ids_sha256" in spec and ids_checksum(entry.entity_ids) != spec["ids_sha256"]:
-        raise CorruptFolderError(
-            f"{folder}: {ids_path} does not match the ids checksum in {folder / WORLDS_FILE} (ids changed or "
-            "reordered since the index was saved): rebuild the index"
-        )
-
-
 def topk_recall(approx_rows: torch.Tensor, exact_rows: torch.Tensor) -> float:
     """Mean fraction of each row's exact top-k ids (``exact_rows`` [N, k]) found in ``approx_rows`` [N, k']."""
     hits = [
@@ -513,24 +377,6 @@ def topk_recall(approx_rows: torch.Tensor, exact_rows: torch.Tensor) -> float:
         for a, e in zip(approx_rows.tolist(), exact_rows.tolist(), strict=True)
     ]
     return sum(hits) / max(len(hits), 1)
-
-
-def map_chunks_sharded(
-    accelerator, num_chunks: int, fn: Callable[[int], object], desc: str
-) -> dict[int, object]:
-    """Run `fn(c)` for chunk c on process c mod N, then gather every process's results -> {c: result}."""
-    rank = 0 if accelerator is None else accelerator.process_index
-    world_size = 1 if accelerator is None else accelerator.num_processes
-    mine = range(rank, num_chunks, world_size)
-    results = {c: fn(c) for c in tqdm(mine, desc=desc, disable=rank != 0 or len(mine) < 2, leave=False)}
-    if world_size == 1:
-        return results
-    from accelerate.utils import gather_object
-
-    merged: dict[int, object] = {}
-    for part in gather_object([results]):
-        merged.update(part)
-    return merged
 
 
 def _check_shortlist(config, backend: str, size: int) -> None:

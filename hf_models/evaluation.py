@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from .entity_index import EntityIndex, map_chunks_sharded
+from .entity_index import EntityIndex
+from .sharding import map_chunks_sharded
 from .tables import EntityTable, MentionTable
 
 logger = logging.getLogger(__name__)

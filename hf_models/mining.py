@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .entity_index import EntityIndex, gather_rows, shard_bounds
+from .entity_index import EntityIndex
 from .keyed_noise import KeyedNoise, string_keys
 from .progress import tqdm
 from .samplers import (
@@ -29,6 +29,7 @@ from .samplers import (
     random_order_draws,
 )
 from .scoring import Representation
+from .sharding import gather_rows, shard_bounds
 from .streaming import PartialDraw, merge_partials, pin_if_cuda, stream_partial
 from .tables import EntityTable, MentionTable
 from .training_args import NEGATIVE_POOLS as POOLS
