@@ -19,15 +19,15 @@ from dataclasses import dataclass
 
 import torch
 
-from .entity_index import EntityIndex
-from .keyed_noise import KeyedNoise, string_keys
-from .progress import tqdm
-from .samplers import (
+from .draws import (
     combine_hard_and_random,
     mixture_log_probs,
     num_random_draws,
     random_order_draws,
 )
+from .entity_index import EntityIndex
+from .keyed_noise import KeyedNoise, string_keys
+from .progress import tqdm
 from .scoring import Representation
 from .sharding import gather_rows, shard_bounds
 from .streaming import PartialDraw, merge_partials, pin_if_cuda, stream_partial

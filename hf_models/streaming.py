@@ -6,7 +6,7 @@ mentions it streams this process's shard of the pool's entities (host memory, pi
 the device ``chunk_size`` entities at a time and keeps, per mention:
 
 - the running top ``k_hard`` of the Gumbel-perturbed logits ``s + G`` (hard / mixed) or of ``s`` (topk), with
-  ties broken towards the lower pool position (:func:`~hf_models.samplers.top_k_positions`);
+  ties broken towards the lower pool position (:func:`~hf_models.draws.top_k_positions`);
 - the running logsumexp of the allowed non-gold logits (the normalizer of the proposal of eq. 10);
 - the logits of the mention's pre-drawn ordered uniform ids (the random part of mixed, see ``samplers``).
 
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .draws import top_k_positions
 from .keyed_noise import KeyedNoise
-from .samplers import top_k_positions
 from .scoring import Representation
 
 

@@ -99,7 +99,7 @@ def test_streamed_equals_full_row_draw_for_draw(strategy, chunk):
         merged = merge_partials(parts, num_hard)
         ids = merged.ids
         if strategy == "mixed":
-            from hf_models.samplers import combine_hard_and_random
+            from hf_models.draws import combine_hard_and_random
 
             ids = torch.cat([ids, draws.gather(1, combine_hard_and_random(ids, draws, K1))], 1)
         assert torch.equal(ids, full.ids), (strategy, chunk, shards)
