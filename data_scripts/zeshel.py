@@ -76,6 +76,13 @@ def span_row(tokens: list[str], start: int, end: int, context_window: int | None
     )
 
 
+def optional_texts(record: dict[str, Any], names: tuple[str, ...], where: str, problems: ProblemLog) -> bool:
+    """Optional text fields: each absent, null or a string; anything else is reported (False)."""
+    return all(
+        record.get(name) is None or text_field(record, name, where, problems) is not None for name in names
+    )
+
+
 def iter_mentions(
     path: Path, split: str, texts: dict[str, str], problems: ProblemLog, context_window: int | None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -90,7 +97,8 @@ def iter_mentions(
         document_id = id_field(record, "context_document_id", where, problems) if label is not None else None
         start = int_field(record, "start_index", where, problems) if document_id is not None else None
         end = int_field(record, "end_index", where, problems) if start is not None else None
-        if end is None:
+        world = id_field(record, "corpus", where, problems) if end is not None else None
+        if world is None or not optional_texts(record, ("text", "category"), where, problems):
             continue
         if document_id not in texts:
             problems.report(
@@ -107,7 +115,7 @@ def iter_mentions(
             where,
             {
                 "mention_id": mention_id,
-                "world": record["corpus"],
+                "world": world,
                 "left_context": left,
                 "mention": mention,
                 "right_context": right,
@@ -131,6 +139,8 @@ def read_zeshel(
     reads those of :data:`SPLITS` that exist; splits named explicitly must exist. A split without one valid
     mention is logged (and refused by :func:`~data_scripts.io.write_processed`). Mention ids must be unique over all splits.
     """
+    if context_window is not None and context_window < 0:
+        raise ValueError(f"context_window must be >= 0 (0 or None = all), got {context_window}")
     root = Path(zeshel_dir)
     if not (root / "documents").is_dir() or not (root / "mentions").is_dir():
         raise FileNotFoundError(
@@ -257,6 +267,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     add_common_args(parser)
     args = parser.parse_args(argv)
+    if args.context_window < 0:
+        parser.error(f"--context_window must be >= 0 (0 = all), got {args.context_window}")
+    if args.splits and len(set(args.splits)) != len(args.splits):
+        parser.error(f"--splits names a split more than once: {args.splits}")
     setup_logging()
     mentions, entities = read_zeshel(
         args.zeshel_dir, tuple(args.splits) if args.splits else None, args.skip_invalid, args.context_window

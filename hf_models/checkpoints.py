@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, ids_checksum
 from .mining import MinedNegatives
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,43 @@ def load_negatives(folder: str | Path) -> MinedNegatives:
         return MinedNegatives.from_state_dict(torch.load(path, weights_only=True))
     except (OSError, RuntimeError, KeyError, EOFError) as error:
         raise ValueError(f"{path}: cannot read the checkpoint's negatives ({error})") from error
+
+
+def negatives_fingerprint(mentions, entities, args) -> dict:
+    """What a checkpoint's negatives were mined for: the training mentions and entities (count and sha256 of the
+    ordered ids: negatives are stored by row), K - 1, and the sampler settings that drew them."""
+    return {
+        "num_mentions": len(mentions),
+        "mentions_sha256": ids_checksum(mentions.mention_ids),
+        "num_entities": len(entities),
+        "entities_sha256": ids_checksum(entities.entity_ids),
+        "num_negatives": args.num_candidates - 1,
+        "negatives": args.negatives,
+        "hard_fraction": float(args.hard_fraction),
+        "negative_pool": args.negative_pool,
+        "seed": args.seed,
+    }
+
+
+def negatives_problem(negatives: MinedNegatives, expected: dict) -> str | None:
+    """None when restored negatives fit this run (``expected``: :func:`negatives_fingerprint`), else what differs.
+
+    Negatives saved before fingerprints existed are checked by shape and entity range only.
+    """
+    saved = negatives.fingerprint
+    if saved is None:
+        shape = (expected["num_mentions"], expected["num_negatives"])
+        if tuple(negatives.ids.shape) != shape:
+            return f"they are [{', '.join(map(str, negatives.ids.shape))}], this run needs {list(shape)} (mentions, K - 1)"
+        if negatives.ids.numel() and int(negatives.ids.max()) >= expected["num_entities"]:
+            return f"they name entity row {int(negatives.ids.max())}, this run has {expected['num_entities']} entities"
+        return None
+    differ = [
+        f"{key}: saved {saved.get(key)!r}, this run {value!r}"
+        for key, value in expected.items()
+        if saved.get(key) != value
+    ]
+    return "; ".join(differ) or None
 
 
 def checkpoint_problem(

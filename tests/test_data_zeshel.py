@@ -134,6 +134,38 @@ CASES = {
     ),
 }
 
+# wrong field types: each an error naming the file, line and field (a list id once crashed, a list category was
+# stored as its repr)
+BAD_TYPES = {
+    "corpus": (["military"], r"train\.json:1: field 'corpus' must be a non-empty string or integer id"),
+    "text": (5, r"train\.json:1: field 'text' must be a string, got int"),
+    "category": (["LOW_OVERLAP"], r"train\.json:1: field 'category' must be a string, got list"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(BAD_TYPES))
+def test_mention_field_of_the_wrong_type_names_file_line_and_field(field, zeshel_sample_dir, tmp_path):
+    value, message = BAD_TYPES[field]
+    root = _copy(zeshel_sample_dir, tmp_path)
+    _edit_mention(root, 0, **{field: value})
+    with pytest.raises(InvalidDataError, match=message):
+        read_zeshel(root, splits=("train",))
+    mentions, _ = read_zeshel(root, splits=("train",), skip_invalid=True)
+    assert len(mentions["train"]) == 3
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--context_window", "-5"], "--context_window must be >= 0"),
+        (["--splits", "train", "train"], "--splits names a split more than once"),
+    ],
+)
+def test_cli_refuses_bad_flag_values(flags, message, zeshel_sample_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--zeshel_dir", str(zeshel_sample_dir), "--output_dir", str(tmp_path / "out"), *flags])
+    assert message in capsys.readouterr().err
+
 
 @pytest.mark.parametrize("reason", sorted(CASES))
 def test_bad_input_fails_fast_then_skips_with_counts(reason, zeshel_sample_dir, tmp_path, caplog):

@@ -4,6 +4,8 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from hf_models.checkpoints import load_negatives, negatives_problem
+from hf_models.mining import MinedNegatives
 from hf_models.trainer import NEGATIVES_NAME, NCETrainer
 
 from .test_trainer import make_model, tiny_args
@@ -18,7 +20,7 @@ class Kill(TrainerCallback):
             raise KeyboardInterrupt("simulated kill")
 
 
-def run(tmp_path, tiny_bert_dir, tiny_el, name, callbacks=(), resume=None, group=False):
+def run(tmp_path, tiny_bert_dir, tiny_el, name, callbacks=(), resume=None, group=False, **overrides):
     tokenizer, entities, splits = tiny_el
     args = tiny_args(
         tmp_path / name,
@@ -27,6 +29,7 @@ def run(tmp_path, tiny_bert_dir, tiny_el, name, callbacks=(), resume=None, group
         eval_strategy="no",
         seed=3,
         group_batches_by_world=group,
+        **overrides,
     )
     trainer = NCETrainer(
         make_model(tiny_bert_dir),
@@ -59,3 +62,35 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, tiny_bert_dir, tiny_el,
     ):
         assert torch.allclose(a, b, atol=1e-6), name
     assert resumed.evaluate() == pytest.approx(full.evaluate())
+
+
+def test_resume_refuses_negatives_mined_for_another_run(tmp_path, tiny_bert_dir, tiny_el):
+    """Negatives are stored by row: resuming with other mentions, entities, K or sampler settings is an error naming
+    the file and what differs (or, with --resume_remine_negatives, a re-mined epoch), never silent misuse."""
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, tiny_bert_dir, tiny_el, "killed", callbacks=[Kill(at_step=8)])
+    checkpoint = tmp_path / "killed" / "run" / "checkpoint-6"
+    assert load_negatives(checkpoint).fingerprint["num_negatives"] == 3
+    with pytest.raises(ValueError, match=r"checkpoint-6/negatives\.pt: .*num_negatives: saved 3, this run 5"):
+        run(tmp_path, tiny_bert_dir, tiny_el, "killed", resume=str(checkpoint), num_candidates=6)
+    with pytest.raises(ValueError, match=r"negatives: saved 'hard', this run 'random'"):
+        run(tmp_path, tiny_bert_dir, tiny_el, "killed", resume=str(checkpoint), negatives="random")
+    remined = run(
+        tmp_path,
+        tiny_bert_dir,
+        tiny_el,
+        "killed",
+        resume=str(checkpoint),
+        num_candidates=6,
+        resume_remine_negatives=True,
+    )
+    assert remined.mining_callback.history == [1]  # the epoch in progress, re-mined with K = 6
+    assert remined.store.current.ids.shape[1] == 5
+
+
+def test_negatives_without_fingerprint_are_checked_by_shape() -> None:
+    expected = {"num_mentions": 4, "num_negatives": 2, "num_entities": 10}
+    old = MinedNegatives(epoch=0, ids=torch.tensor([[1, 2]] * 4), log_probs=torch.zeros(4, 2))
+    assert negatives_problem(old, expected) is None
+    assert "[4, 2], this run needs [5, 2]" in negatives_problem(old, {**expected, "num_mentions": 5})
+    assert "entity row 2, this run has 2 entities" in negatives_problem(old, {**expected, "num_entities": 2})
