@@ -268,10 +268,11 @@ def write_processed(
     another dataset (another ``pretty_name``) or non-dataset files is replaced only with ``overwrite``.
     Returns the counts.
     """
-    from hf_models.atomic import atomic_folder, fault_point, ids_checksum
+    from hf_models.atomic import atomic_folder, fault_point, ids_checksum, readable_folder
 
     output_dir = Path(output_dir)
-    check_replaceable(output_dir, pretty_name, overwrite)
+    previous = readable_folder(output_dir)  # its kept previous version after a kill between two renames
+    check_replaceable(previous, pretty_name, overwrite)
     validate_tables(mentions, entities)
     counts = count_rows(mentions, entities)
     manifest: dict[str, Any] = {"format": 1, "dataset": pretty_name, "mentions": {}, "entities": {}}
@@ -296,8 +297,8 @@ def write_processed(
         (folder / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
         (folder / "README.md").write_text(dataset_card(counts, pretty_name=pretty_name, body=card or ""))
         (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        if output_dir.is_dir():
-            for path in output_dir.iterdir():
+        if previous.is_dir():
+            for path in previous.iterdir():
                 if path.name not in LAYOUT and not (folder / path.name).exists():
                     copy = shutil.copytree if path.is_dir() else shutil.copy2
                     copy(path, folder / path.name)

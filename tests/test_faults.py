@@ -168,6 +168,7 @@ def test_write_processed_killed_loads_previous_or_new(tmp_path, point):
     folder = tmp_path / "data"
     old_mentions, old_entities = tables(seed=1)
     write_processed(old_mentions, old_entities, folder)
+    (folder / "LICENSE.txt").write_text("licence")  # not part of the layout: carried over by every rewrite
     new_mentions, new_entities = tables(seed=2)
     rc = killed_in_child(lambda: write_processed(new_mentions, new_entities, folder), fault=point)
     assert rc == -signal.SIGKILL, f"the kill point {point} was never reached"
@@ -178,6 +179,7 @@ def test_write_processed_killed_loads_previous_or_new(tmp_path, point):
     assert loaded == (new if point == "atomic:after_swap" else previous)
     write_processed(new_mentions, new_entities, folder)  # the next write cleans up after the killed one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    assert (folder / "LICENSE.txt").read_text() == "licence", f"killed at {point}: the licence was lost"
 
 
 # -------------------------------------------------------------------------------------- EntityLinker.save_index
