@@ -19,6 +19,7 @@ from typing import Any
 
 import datasets
 
+from hf_models.evaluation import check_candidate_ids
 from hf_models.progress import tqdm
 
 from .io import entities_dataset, mentions_dataset
@@ -177,34 +178,38 @@ def read_zeshel(
 
 
 def tfidf_candidate_records(
-    zeshel_dir: str | Path, split: str, mentions: datasets.Dataset, entity_ids: set[str]
+    zeshel_dir: str | Path, split: str, mentions: datasets.Dataset, world_of: dict[str, str]
 ) -> list[dict[str, Any]]:
     """Zeshel's released ``tfidf_candidates/<split>.json`` (64 document ids per mention, best first) as candidate
     records in the retrievers' format (mention_id, world, label_id, candidates, scores), in ``mentions`` order.
 
     The release has no scores: ``scores`` is minus the rank (-1, -2, ...), which keeps the order. Every processed
-    mention must have a line; every candidate must be a known entity (errors name the file and line).
+    mention must have one line; its candidates must be distinct known entities (``world_of``: entity id -> world)
+    of the mention's world (errors name the file and line).
     """
     path = Path(zeshel_dir) / "tfidf_candidates" / f"{split}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no TF-IDF candidates for split {split!r}")
-    wanted = set(mentions["mention_id"])
+    world_of_mention = dict(zip(mentions["mention_id"], mentions["world"], strict=True))
     candidates: dict[str, list[str]] = {}
+    line_of: dict[str, int] = {}
     problems = ProblemLog(skip_invalid=False)
     for line, record in read_jsonl(path, problems):
         where = f"{path}:{line}"
         if not require_fields(record, ("mention_id", "tfidf_candidates"), where, problems):
             continue
         mention_id = str(record["mention_id"])
-        if mention_id not in wanted:
+        if mention_id not in world_of_mention:
             continue  # a mention skipped by the conversion (--skip_invalid) or of another split
-        ids = [str(c) for c in record["tfidf_candidates"]]
-        unknown = [c for c in ids if c not in entity_ids]
-        if unknown:
+        if mention_id in line_of:
             raise ValueError(
-                f"{where}: mention {mention_id!r} has unknown candidate document(s) {unknown[:3]}"
+                f"{where}: mention {mention_id!r} already has candidates on line {line_of[mention_id]}"
             )
-        candidates[mention_id] = ids
+        if not isinstance(record["tfidf_candidates"], list):
+            raise ValueError(f"{where}: field 'tfidf_candidates' must be a list of document ids")
+        ids = [str(c) for c in record["tfidf_candidates"]]
+        check_candidate_ids(ids, world_of_mention[mention_id], world_of, where, mention_id)
+        candidates[mention_id], line_of[mention_id] = ids, line
     missing = [m for m in mentions["mention_id"] if m not in candidates]
     if missing:
         raise ValueError(f"{path}: no TF-IDF candidates for {len(missing)} mention(s), e.g. {missing[:3]}")
@@ -228,11 +233,11 @@ def write_tfidf_candidates(
     """``<output_dir>/<split>.jsonl`` for every processed split (the reranker recipe's ``--candidates_dir``)."""
     from .bm25 import write_candidate_jsonl
 
-    entity_ids = set(entities["entity_id"])
+    world_of = dict(zip(entities["entity_id"], entities["world"], strict=True))
     return [
         write_candidate_jsonl(
             Path(output_dir) / f"{split}.jsonl",
-            tfidf_candidate_records(zeshel_dir, split, mentions[split], entity_ids),
+            tfidf_candidate_records(zeshel_dir, split, mentions[split], world_of),
         )
         for split in mentions
     ]

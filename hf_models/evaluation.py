@@ -213,16 +213,50 @@ def write_candidate_file(
     return path
 
 
+def check_candidate_ids(
+    ids: list[str], world: str, world_of: dict[str, str], where: str, mention_id: str
+) -> None:
+    """A mention's candidate list must name distinct, known entities of the mention's own world (a duplicate would
+    train a reranker on the same negative twice; another world's entity means the file belongs to other data)."""
+    unknown = [c for c in ids if c not in world_of]
+    if unknown:
+        raise ValueError(f"{where}: mention {mention_id!r} has unknown candidate(s) {unknown[:3]}")
+    seen: set[str] = set()
+    for candidate in ids:
+        if candidate in seen:
+            raise ValueError(f"{where}: mention {mention_id!r} lists candidate {candidate!r} more than once")
+        seen.add(candidate)
+    elsewhere = [c for c in ids if world_of[c] != world]
+    if elsewhere:
+        raise ValueError(
+            f"{where}: mention {mention_id!r} is in world {world!r} but candidate {elsewhere[0]!r} is in world "
+            f"{world_of[elsewhere[0]]!r}"
+        )
+
+
 def read_candidate_file(path: str | Path, mentions: MentionTable, entities: EntityTable) -> Ranking:
-    """Read a candidate file back as a Ranking aligned with `mentions` (every mention must be present)."""
-    by_id = {}
+    """Read a candidate file back as a Ranking aligned with `mentions` (every mention must be present, once, with
+    distinct candidates of its own world; errors name the file and line)."""
+    by_id, line_of = {}, {}
     with Path(path).open() as handle:
         for line_number, line in enumerate(handle, 1):
+            where = f"{path}:{line_number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: malformed JSON ({error.msg})") from error
-            by_id[record["mention_id"]] = record
+                raise ValueError(f"{where}: malformed JSON ({error.msg})") from error
+            if not isinstance(record, dict) or not {"mention_id", "candidates", "scores"} <= set(record):
+                raise ValueError(f"{where}: a candidate record needs mention_id, candidates and scores")
+            mention_id = record["mention_id"]
+            if mention_id in line_of:
+                raise ValueError(
+                    f"{where}: mention {mention_id!r} already has candidates on line {line_of[mention_id]}"
+                )
+            if len(record["scores"]) != len(record["candidates"]):
+                raise ValueError(f"{where}: mention {mention_id!r} has {len(record['candidates'])} candidates but "
+                                 f"{len(record['scores'])} scores")  # fmt: skip
+            by_id[mention_id], line_of[mention_id] = record, line_number
+    world_of = dict(zip(entities.entity_ids, entities.worlds, strict=True))
     missing = [m for m in mentions.mention_ids if m not in by_id]
     if missing:
         raise ValueError(f"{path}: no candidates for {len(missing)} mention(s), e.g. {missing[:3]}")
@@ -231,9 +265,9 @@ def read_candidate_file(path: str | Path, mentions: MentionTable, entities: Enti
     scores = torch.full((len(mentions), k), float("-inf"))
     for i, mention_id in enumerate(mentions.mention_ids):
         record = by_id[mention_id]
+        where = f"{path}:{line_of[mention_id]}"
+        check_candidate_ids(record["candidates"], mentions.worlds[i], world_of, where, mention_id)
         for j, entity_id in enumerate(record["candidates"]):
-            if entity_id not in entities.row_of:
-                raise ValueError(f"{path}: mention {mention_id!r} has unknown candidate {entity_id!r}")
             rows[i, j] = entities.row_of[entity_id]
         scores[i, : len(record["scores"])] = torch.tensor(record["scores"], dtype=torch.float)
     return Ranking(rows=rows, scores=scores)

@@ -42,12 +42,41 @@ def test_tfidf_candidates_convert_and_load(tmp_path, zeshel_sample_dir, tiny_ber
 
 def test_tfidf_unknown_candidate_is_named(tmp_path, zeshel_sample_dir):
     mentions, entities = read_zeshel(zeshel_sample_dir, splits=("train",))
-    known = set(entities["entity_id"])
+    world_of = dict(zip(entities["entity_id"], entities["world"], strict=True))
     first = json.loads((zeshel_sample_dir / "tfidf_candidates" / "train.json").open().readline())
+    del world_of[first["tfidf_candidates"][0]]
     with pytest.raises(ValueError, match=r"train.json:1: mention .* unknown candidate"):
-        tfidf_candidate_records(
-            zeshel_sample_dir, "train", mentions["train"], known - {first["tfidf_candidates"][0]}
-        )
+        tfidf_candidate_records(zeshel_sample_dir, "train", mentions["train"], world_of)
+
+
+def _rewrite_tfidf(source, target, edit) -> None:
+    """A copy of the release's train candidates with ``edit(records)`` applied."""
+    records = [json.loads(line) for line in (source / "tfidf_candidates" / "train.json").open()]
+    (target / "tfidf_candidates").mkdir(parents=True)
+    edit(records)
+    (target / "tfidf_candidates" / "train.json").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda rs: rs.append({**rs[0], "tfidf_candidates": rs[0]["tfidf_candidates"][:1]}),
+         r"train\.json:5: mention '04118548A2FEB09B' already has candidates on line 1"),
+        (lambda rs: rs[0]["tfidf_candidates"].append(rs[0]["tfidf_candidates"][0]),
+         r"train\.json:1: mention .* lists candidate .* more than once"),
+        (lambda rs: rs[0]["tfidf_candidates"].append(rs[2]["tfidf_candidates"][0]),
+         r"train\.json:1: mention .* is in world 'military' but candidate .* is in world"),
+    ],
+    ids=["duplicate-line", "duplicate-candidate", "other-world"],
+)  # fmt: skip
+def test_tfidf_candidates_must_be_one_line_of_distinct_same_world_entities(
+    tmp_path, zeshel_sample_dir, edit, message
+):
+    mentions, entities = read_zeshel(zeshel_sample_dir, splits=("train",))
+    world_of = dict(zip(entities["entity_id"], entities["world"], strict=True))
+    _rewrite_tfidf(zeshel_sample_dir, tmp_path, edit)
+    with pytest.raises(ValueError, match=message):
+        tfidf_candidate_records(tmp_path, "train", mentions["train"], world_of)
 
 
 def test_bm25_candidates_rank_the_surface_match_first():

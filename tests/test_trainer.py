@@ -1,6 +1,7 @@
 """NCETrainer + NegativeMiningCallback: mining every epoch with the current model, world-local negatives."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -140,6 +141,25 @@ def test_qualitative_report_and_candidate_file_round_trip(tmp_path, tiny_bert_di
     back = read_candidate_file(path, val, entities)
     assert torch.equal(back.rows, rankings["som"].rows)
     assert all(entities.worlds[r] == val.worlds[i] for i, row in enumerate(back.rows.tolist()) for r in row)
+
+    lines = path.read_text().splitlines()
+    first = json.loads(lines[0])
+    bad = {
+        "already has candidates on line": [
+            *lines,
+            lines[0],
+        ],  # a repeated mention: the last line once won silently
+        "more than once": [
+            json.dumps({**first, "candidates": first["candidates"][:1] * 2, "scores": [0.0, 0.0]})
+        ],
+        "needs mention_id, candidates and scores": [json.dumps({"mention_id": first["mention_id"]})],
+    }
+    for message, body in bad.items():
+        path.write_text(
+            "\n".join(body + lines[1:] if message != "already has candidates on line" else body) + "\n"
+        )
+        with pytest.raises(ValueError, match=f"c\\.jsonl:\\d+: .*{message}"):
+            read_candidate_file(path, val, entities)
 
 
 @pytest.mark.parametrize(("architecture", "width"), [("dual", 1), ("multi", 8), ("som", None)])
