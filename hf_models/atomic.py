@@ -195,6 +195,31 @@ def ids_checksum(ids) -> str:
     return hashlib.sha256(json.dumps([str(i) for i in ids]).encode("utf-8")).hexdigest()
 
 
+def files_sha256(folder: Path) -> dict[str, str]:
+    """sha256 of every file below ``folder``, keyed by its path relative to ``folder`` (a manifest's content check)."""
+    digests = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digests[path.relative_to(folder).as_posix()] = digest.hexdigest()
+    return digests
+
+
+def check_files_sha256(folder: Path, expected: dict[str, str], manifest: Path) -> None:
+    """Every file ``expected`` lists (:func:`files_sha256`) is present below ``folder`` with that content; else a
+    :class:`CorruptFolderError` naming the file and the manifest."""
+    found = files_sha256(folder)
+    for name, digest in expected.items():
+        if found.get(name) != digest:
+            state = "is missing" if name not in found else "does not match its checksum"
+            raise CorruptFolderError(
+                f"{folder / name} {state} in {manifest} (changed, truncated or copied from another index since it "
+                "was saved): rebuild the index"
+            )
+
+
 def read_json(path: Path, folder: Path):
     """``json.loads`` of ``path``; a missing or malformed file is a :class:`CorruptFolderError` naming both."""
     try:

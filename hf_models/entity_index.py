@@ -341,7 +341,14 @@ class EntityIndex:
         if same_kind and path.exists():
             from .faiss_backend import FaissIndex
 
-            return FaissIndex.load(path, use_gpu=self.faiss_options.get("use_gpu"))
+            options = self.faiss_options
+            return FaissIndex.load(
+                path,
+                use_gpu=options.get("use_gpu"),
+                nprobe=options.get("nprobe"),
+                ef_search=options.get("ef_search"),
+                num_entities=len(rep),
+            )
         return self._build_faiss(rep)
 
 

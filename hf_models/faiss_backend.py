@@ -373,20 +373,46 @@ class FaissIndex:
         return folder
 
     @classmethod
-    def load(cls, path: str | Path, use_gpu: bool | None = None) -> FaissIndex:
-        """Read a folder written by :meth:`save` (moved to a GPU per ``use_gpu``, as in the constructor)."""
+    def load(
+        cls,
+        path: str | Path,
+        use_gpu: bool | None = None,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        num_entities: int | None = None,
+    ) -> FaissIndex:
+        """Read a folder written by :meth:`save` (moved to a GPU per ``use_gpu``, as in the constructor).
+
+        ``nprobe`` / ``ef_search`` (search-time settings) replace the saved ones when given. The index, its
+        vector -> entity map and ``num_entities`` (the caller's row count, when given) must agree: else a
+        :class:`~hf_models.atomic.CorruptFolderError` naming the folder.
+        """
         folder = Path(path)
         missing = [name for name in (INDEX_FILE, META_FILE, MAP_FILE) if not (folder / name).exists()]
         if missing:
             raise FileNotFoundError(f"{folder} is not a saved FaissIndex: missing {missing}")
         meta = json.loads((folder / META_FILE).read_text())
-        num_entities = meta.pop("num_entities")
+        saved_count = meta.pop("num_entities")
         max_vectors = meta.pop("max_vectors_per_entity")
         self = cls(**meta, use_gpu=use_gpu)
         index = _faiss().read_index(str(folder / INDEX_FILE))
         self.on_gpu = self._want_gpu()
         self.index = self._to_gpu(index) if self.on_gpu else index
         self.vector_to_entity = np.load(folder / MAP_FILE)
-        self.num_entities, self.max_vectors_per_entity = num_entities, max_vectors
-        self._apply_search_params()
+        saved_entities = num_entities if num_entities is not None else saved_count
+        mapped = self.vector_to_entity
+        if (
+            saved_count != saved_entities
+            or index.ntotal != len(mapped)
+            or (len(mapped) and (int(mapped.min()) < 0 or int(mapped.max()) >= saved_count))
+        ):
+            from .atomic import CorruptFolderError
+
+            raise CorruptFolderError(
+                f"{folder}: {INDEX_FILE} holds {index.ntotal} vectors, {MAP_FILE} maps {len(mapped)} to entities "
+                f"0..{int(mapped.max()) if len(mapped) else -1}, {META_FILE} records {saved_count} entities and the "
+                f"index {saved_entities}: the files do not belong together; rebuild the index"
+            )
+        self.num_entities, self.max_vectors_per_entity = saved_count, max_vectors
+        self.set_search_params(nprobe=nprobe, ef_search=ef_search)
         return self

@@ -8,7 +8,16 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import CorruptFolderError, atomic_folder, fault_point, ids_checksum, read_json, readable_folder
+from .atomic import (
+    CorruptFolderError,
+    atomic_folder,
+    check_files_sha256,
+    fault_point,
+    files_sha256,
+    ids_checksum,
+    read_json,
+    readable_folder,
+)
 from .progress import tqdm
 from .scoring import Representation
 
@@ -63,6 +72,7 @@ def save_worlds(worlds: dict[str, WorldEntities], directory: str | Path, setting
                 "folder": sub.name,
                 "rows": len(entry),
                 "ids_sha256": ids_checksum(entry.entity_ids),
+                "files_sha256": files_sha256(sub),
             }
         (temporary / WORLDS_FILE).write_text(json.dumps({"worlds": listing, **settings}, indent=2))
     logger.info("saved %d world(s) to %s", len(listing), folder)
@@ -75,8 +85,8 @@ def load_worlds(
     """Read the worlds written by :func:`save_worlds` -> ({world: (entry without FAISS index, its sub-folder)},
     the manifest).
 
-    Every world's ids and vectors are checked against ``worlds.json`` (row counts, sha256 of the ordered ids): a
-    mismatch or an unreadable file raises :class:`~hf_models.atomic.CorruptFolderError` naming the folder and the
+    Every world's files are checked against ``worlds.json`` (sha256 of each file, row counts, sha256 of the ordered
+    ids): a mismatch or an unreadable file raises :class:`~hf_models.atomic.CorruptFolderError` naming the folder and the
     file.
     """
     folder = readable_folder(directory)
@@ -90,6 +100,7 @@ def load_worlds(
         rep = _load_representation(sub / REPRESENTATION_FILE, folder)
         entry = WorldEntities(entity_ids=_load_ids(sub / ENTITY_IDS_FILE, folder), representation=rep)
         _check_world(entry, spec, sub, folder)
+        check_files_sha256(sub, spec.get("files_sha256", {}), folder / WORLDS_FILE)  # not in older indices
         worlds[world] = (entry, sub)
     return worlds, meta
 

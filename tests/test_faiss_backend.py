@@ -137,6 +137,20 @@ def test_save_load_round_trip(tmp_path, kind):
     after = loaded.search(queries, 12)
     np.testing.assert_array_equal(before[1], after[1])
     np.testing.assert_allclose(before[0], after[0])
+    tuned = FaissIndex.load(tmp_path / kind, nprobe=2, ef_search=20)  # search-time settings given at load win
+    assert (tuned.nprobe, tuned.ef_search) == (2, 20)
+
+
+def test_load_refuses_files_that_do_not_belong_together(tmp_path):
+    from hf_models.atomic import CorruptFolderError
+
+    folder = FaissIndex(8).add(torch.randn(10, 2, 8)).save(tmp_path / "index")
+    with pytest.raises(CorruptFolderError, match="index 7: the files do not belong together"):
+        FaissIndex.load(folder, num_entities=7)  # the caller's entity rows
+    mapping = np.load(folder / "vector_to_entity.npy")
+    np.save(folder / "vector_to_entity.npy", mapping[:10])  # truncated: 20 vectors, 10 mapped
+    with pytest.raises(CorruptFolderError, match="holds 20 vectors, vector_to_entity.npy maps 10"):
+        FaissIndex.load(folder)
 
 
 def test_add_in_parts_continues_entity_rows():

@@ -139,6 +139,23 @@ def test_index_load_checks_manifest(tmp_path):
     with pytest.raises(CorruptFolderError, match=r"world_0000/entity_ids\.json.*5 ids.*6"):
         EntityIndex(dummy_model()).load(folder)
     ids_file.write_text(original)
+    faiss_like = (
+        folder / "world_0000" / "extra.bin"
+    )  # a file the manifest does not list is not read: no check
+    faiss_like.write_bytes(b"x")
+    EntityIndex(dummy_model()).load(folder)
+    faiss_like.unlink()
+    vectors = folder / "world_0000" / "representation.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(vectors)
+    save_file({"vectors": tensors["vectors"].flip(0), "mask": tensors["mask"]}, vectors)  # rows reordered
+    with pytest.raises(
+        CorruptFolderError, match=r"world_0000/representation\.safetensors does not match its checksum"
+    ):
+        EntityIndex(dummy_model()).load(folder)
+    save_file(tensors, vectors)
+    EntityIndex(dummy_model()).load(folder)
     vectors = folder / "world_0001" / "representation.safetensors"
     vectors.write_bytes(vectors.read_bytes()[:100])  # half-written safetensors
     with pytest.raises(CorruptFolderError, match=r"world_0001/representation\.safetensors"):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,47 @@ def test_corrupt_index_files_are_named(dual_dir, built_index, tmp_path):
     (folder / "manifest.json").write_text('{"model": ')
     with pytest.raises(ValueError, match=r"kb/manifest.json: malformed JSON"):
         linker.load_index(folder)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("format_version", 99, "format_version 99 (this code reads 1)"),
+        ("max_length", "x", "max_length 'x'"),
+        ("max_length", 4, "max_length 4"),
+        ("store_dtype", "int8", "store_dtype 'int8'"),
+        ("shortlist_size", 0, "shortlist_size 0"),
+    ],
+)
+def test_invalid_manifest_fields_are_named(dual_dir, built_index, tmp_path, field, value, message):
+    """Each once loaded silently and changed the scores (int8 store) or failed at link time naming no file."""
+    import json
+    import shutil
+
+    folder = shutil.copytree(built_index[0], tmp_path / "kb")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, field: value}))
+    with pytest.raises(ValueError, match=r"kb/manifest\.json: invalid " + re.escape(message)):
+        EntityLinker.from_pretrained(dual_dir, show_progress=False).load_index(folder)
+
+
+def test_index_settings_win_over_the_linker_s_and_say_so(dual_dir, built_index, caplog):
+    linker = EntityLinker.from_pretrained(dual_dir, show_progress=False, max_length=40, backend="faiss")
+    with caplog.at_level("WARNING"):
+        linker.load_index(built_index[0])
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert (
+        "max_length=64: using it instead of 40" in said
+        and "backend='exact': using it instead of 'faiss'" in said
+    )
+    assert (linker.max_length, linker.index.backend) == (64, "exact")
+
+
+def test_tokenizer_that_no_longer_lowercases_is_refused(dual_dir, built_index):
+    linker = EntityLinker.from_pretrained(dual_dir, show_progress=False)
+    linker.tokenizer.do_lower_case = False  # "KING City" would become [UNK] [UNK] against lowercased vectors
+    with pytest.raises(IndexMismatchError, match="lowercase"):
+        linker.load_index(built_index[0])
 
 
 def test_empty_knowledge_base_is_refused(dual_dir, tmp_path):

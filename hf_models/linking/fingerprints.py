@@ -21,7 +21,7 @@ _VOLATILE_CONFIG_KEYS = (
     "architectures",
 )
 _MODEL_KEYS = ("class", "config_sha256", "weights_sha256")
-_TOKENIZER_KEYS = ("vocab_size", "vocab_sha256", "special_tokens")
+_TOKENIZER_KEYS = ("vocab_size", "vocab_sha256", "special_tokens", "lowercase")
 
 
 class IndexMismatchError(ValueError):

@@ -34,7 +34,7 @@ from ..progress import tqdm
 from .detection import DictionaryDetector, TrainedDetector
 from .fingerprints import check_fingerprints, model_fingerprint, tokenizer_fingerprint
 from .inputs import ALIASES_COLUMN, TextInput, load_entity_table, parse_input, quiet_datasets
-from .loading import config_markers, load_model, optional_tokenizer
+from .loading import config_markers, load_model, optional_tokenizer, read_index_manifest
 from .reranking import rerank_mentions
 from .results import (
     LinkedEntity,
@@ -230,22 +230,15 @@ class EntityLinker:
                 f"{folder} is not an entity index ({MANIFEST_FILE} missing); build one with "
                 "`python -m hf_models.link build-index --retriever DIR --entities FILE --index DIR`"
             )
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            saved_model, saved_tokenizer = manifest["model"], manifest["tokenizer"]
-            entity_files = dict(manifest["entity_files"])
-            store_dtype = getattr(torch, manifest["store_dtype"])
-            options = {k: manifest[k] for k in ("max_length", "backend", "faiss_kind", "shortlist_size")}
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{manifest_path}: malformed JSON ({error})") from error
-        except (KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"{manifest_path}: missing or invalid field {error}") from error
-        check_fingerprints(saved_model, model_fingerprint(self.retriever), "model", folder)
+        saved = read_index_manifest(manifest_path, FORMAT_VERSION)
+        check_fingerprints(saved["model"], model_fingerprint(self.retriever), "model", folder)
         check_fingerprints(
-            saved_tokenizer, tokenizer_fingerprint(self.tokenizer, self.markers), "tokenizer", folder
+            saved["tokenizer"], tokenizer_fingerprint(self.tokenizer, self.markers), "tokenizer", folder
         )
+        options, entity_files = saved["options"], saved["entity_files"]
+        self._warn_overridden(manifest_path, {"max_length": self.max_length, **self.index_kwargs}, options)
         self.max_length = options.pop("max_length")
-        self.index_kwargs.update(options, store_dtype=store_dtype)
+        self.index_kwargs.update(options, store_dtype=getattr(torch, saved["store_dtype"]))
         try:
             self.index = self._new_index(**self.index_kwargs).load(folder / VECTORS_DIR)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
@@ -260,7 +253,7 @@ class EntityLinker:
             except Exception as error:  # pyarrow raises several types for a corrupt file
                 raise ValueError(f"{folder / name}: cannot read the entity table ({error})") from error
             ids = self.entities[world]["entity_id"]
-            expected = manifest.get("entity_ids_sha256", {}).get(world)
+            expected = saved["entity_ids_sha256"].get(world)
             if (expected is not None and ids_checksum(ids) != expected) or (
                 world in self.index.worlds and list(ids) != list(self.index.worlds[world].entity_ids)
             ):
@@ -272,6 +265,15 @@ class EntityLinker:
         if missing:
             raise CorruptFolderError(f"{manifest_path}: no entity file for world(s) {missing} of the vectors")
         return self
+
+    @staticmethod
+    def _warn_overridden(manifest_path: Path, mine: dict[str, Any], saved: dict[str, Any]) -> None:
+        """The index's input length and backend settings win over this linker's (its vectors were built so)."""
+        for key, value in saved.items():
+            if key in mine and mine[key] != value:
+                logger.warning(
+                    "%s records %s=%r: using it instead of %r", manifest_path, key, value, mine[key]
+                )
 
     def _require_index(self) -> None:
         if not self.index.worlds:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from ..input_format import InputFormat
+from ..input_format import MIN_LENGTH, InputFormat
 
 logger = logging.getLogger(__name__)
 
@@ -33,3 +35,48 @@ def optional_tokenizer(path: str | Path):
     except (OSError, ValueError, TypeError):
         logger.info("no tokenizer found with %s; using the retriever's", path)
         return None
+
+
+STORE_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def read_index_manifest(path: Path, format_version: int) -> dict[str, Any]:
+    """An index folder's ``manifest.json``, checked: its format version, the input length (an int >= 8), the store
+    dtype (a float dtype), the backend settings and the fingerprints. Anything else is a ValueError naming it."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        checked = {
+            "model": dict(manifest["model"]),
+            "tokenizer": dict(manifest["tokenizer"]),
+            "entity_files": dict(manifest["entity_files"]),
+            "entity_ids_sha256": dict(manifest.get("entity_ids_sha256", {})),
+            "store_dtype": manifest["store_dtype"],
+            "options": {k: manifest[k] for k in ("max_length", "backend", "faiss_kind", "shortlist_size")},
+        }
+        version = manifest.get("format_version")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: malformed JSON ({error})") from error
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise ValueError(f"{path}: missing or invalid field {error}") from error
+    options = checked["options"]
+    length, shortlist = options["max_length"], options["shortlist_size"]
+    problems = [
+        f"format_version {version!r} (this code reads {format_version})" if version != format_version else "",
+        f"max_length {length!r} (an int >= {MIN_LENGTH})"
+        if isinstance(length, bool) or not isinstance(length, int) or length < MIN_LENGTH
+        else "",
+        f"store_dtype {checked['store_dtype']!r} (one of {STORE_DTYPES})"
+        if checked["store_dtype"] not in STORE_DTYPES
+        else "",
+        f"backend {options['backend']!r} (exact or faiss)"
+        if options["backend"] not in ("exact", "faiss")
+        else "",
+        f"shortlist_size {shortlist!r} (a positive int or null)"
+        if shortlist is not None
+        and (isinstance(shortlist, bool) or not isinstance(shortlist, int) or shortlist < 1)
+        else "",
+    ]
+    problems = [p for p in problems if p]
+    if problems:
+        raise ValueError(f"{path}: invalid {'; '.join(problems)}: rebuild the index with this code")
+    return checked
