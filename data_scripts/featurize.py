@@ -12,6 +12,7 @@ the model's embeddings must grow to cover them). The text form of these inputs a
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import datasets
@@ -25,6 +26,7 @@ from hf_models.input_format import (
 )
 
 logger = logging.getLogger(__name__)
+_SPACE = re.compile(r"[ \t\n\r]")
 
 Markers = MarkerIds  # ids of the three markers plus [CLS]/[SEP]/[PAD]
 # The paper's windows: one implementation, in hf_models/input_format.py (shipped inside every saved model).
@@ -55,18 +57,40 @@ def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
 
 
-def _clip_chars(texts: list[str], max_length: int, from_left: bool) -> list[str]:
-    """Cut contexts to a generous character window before tokenizing (a wordpiece is never < 1 char)."""
-    limit = 16 * max_length
-    return [t[-limit:] if from_left else t[:limit] for t in texts]
+def _word_window(text: str, limit: int, from_left: bool) -> str:
+    """The last (``from_left``) or first ~``limit`` characters of ``text``, cut at a space so no word is split (the
+    window's wordpieces are then exactly the whole text's at that end); the whole text when it is short or has no
+    space to cut at."""
+    if len(text) <= limit:
+        return text
+    if from_left:
+        match = _SPACE.search(text, len(text) - limit)
+        return text[match.start() :] if match else text
+    cut = max(text.rfind(space, 0, limit) for space in " \t\n\r")
+    return text[:cut] if cut > 0 else text
+
+
+def _tokenize_near_end(tokenizer, texts: list[str], max_length: int, from_left: bool) -> list[list[int]]:
+    """Wordpieces of each text, of which the window keeps at most ``max_length`` at the end nearest the mention
+    (left contexts: their end; right contexts and entity texts: their start), without tokenizing whole documents:
+    a long text is first cut to a word-aligned window of 16 x ``max_length`` characters, and tokenized whole only
+    when that window gave fewer than ``max_length`` pieces (runs of spaces or format characters make none). The
+    pieces a window keeps are therefore always the whole text's."""
+    windows = [_word_window(text, 16 * max_length, from_left) for text in texts]
+    pieces = _tokenize(tokenizer, windows)
+    short = [i for i, window in enumerate(windows) if window is not texts[i] and len(pieces[i]) < max_length]
+    if short:
+        for i, whole in zip(short, _tokenize(tokenizer, [texts[i] for i in short]), strict=True):
+            pieces[i] = whole
+    return pieces
 
 
 def _featurize_mention_batch(
     batch: dict[str, list[Any]], tokenizer, markers: Markers, max_length: int
 ) -> dict:
-    lefts = _tokenize(tokenizer, _clip_chars(batch["left_context"], max_length, from_left=True))
+    lefts = _tokenize_near_end(tokenizer, batch["left_context"], max_length, from_left=True)
     surfaces = _tokenize(tokenizer, batch["mention"])
-    rights = _tokenize(tokenizer, _clip_chars(batch["right_context"], max_length, from_left=False))
+    rights = _tokenize_near_end(tokenizer, batch["right_context"], max_length, from_left=False)
     ids, masks = [], []
     for left, surface, right in zip(lefts, surfaces, rights, strict=True):
         padded, mask = pad_to(mention_ids(left, surface, right, markers, max_length), max_length, markers.pad)
@@ -79,7 +103,7 @@ def _featurize_entity_batch(
     batch: dict[str, list[Any]], tokenizer, markers: Markers, max_length: int
 ) -> dict:
     titles = _tokenize(tokenizer, batch["title"])
-    texts = _tokenize(tokenizer, _clip_chars(batch["text"], max_length, from_left=False))
+    texts = _tokenize_near_end(tokenizer, batch["text"], max_length, from_left=False)
     ids, masks = [], []
     for title, text in zip(titles, texts, strict=True):
         padded, mask = pad_to(entity_ids(title, text, markers, max_length), max_length, markers.pad)

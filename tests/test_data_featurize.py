@@ -9,7 +9,9 @@ from data_scripts.featurize import (
     Markers,
     featurize_entities,
     featurize_mentions,
+    marker_ids,
     mention_ids,
+    pad_to,
     prepare_tokenizer,
 )
 from data_scripts.zeshel import read_zeshel
@@ -85,3 +87,45 @@ def test_markers_added_when_vocabulary_lacks_them(tiny_bert_dir):
             tiny_tokenizer(tiny_bert_dir),
             markers=markers,
         )
+
+
+def test_long_contexts_give_the_whole_texts_pieces(tiny_bert_dir):
+    """Long texts are cut to a window before tokenizing: the kept pieces must be the whole text's even when the
+    window is mostly spaces or zero-width characters (those once dropped the left context entirely)."""
+    import datasets
+
+    tokenizer = tiny_tokenizer(tiny_bert_dir)
+    prepare_tokenizer(tokenizer)
+    words = " ".join(f"word{i % 50} sith" for i in range(400))  # ~5,000 characters
+    padding = {"spaces": " " * 600, "zero-width": "\u200b" * 600, "none": ""}
+    rows = []
+    for fill in padding.values():
+        rows.append(
+            {
+                "left_context": words + " the jedi fought" + fill,
+                "mention": "army",
+                "right_context": fill + " of the sith " + words,
+            }
+        )
+    rows.append(
+        {
+            "left_context": words + " the jedi fought",
+            "mention": "army",
+            "right_context": " of the sith " + words,
+        }
+    )
+    table = datasets.Dataset.from_list(rows)
+    ids = featurize_mentions(table, tokenizer, max_length=32)["mention_input_ids"]
+    assert ids[0] == ids[1] == ids[2] == ids[3]  # spaces and zero-width characters make no wordpiece
+
+    def pieces(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    whole = mention_ids(
+        pieces(rows[3]["left_context"]),
+        pieces("army"),
+        pieces(rows[3]["right_context"]),
+        marker_ids(tokenizer),
+        32,
+    )
+    assert ids[3] == pad_to(whole, 32, tokenizer.pad_token_id)[0]  # the window's pieces are the whole text's
