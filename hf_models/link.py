@@ -159,6 +159,8 @@ def run_build(args: argparse.Namespace) -> Path:
 
 
 def run_link(args: argparse.Namespace) -> Path:
+    if args.detection_threshold is not None and args.detector == "dictionary":
+        raise ValueError("--detection_threshold is the trained detector's: pass it with --detector DIR")
     linker = EntityLinker.from_pretrained(
         args.retriever,
         args.reranker,
@@ -206,7 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         run_build(args) if args.command == "build-index" else run_link(args)
-    except (FileNotFoundError, ValueError, TypeError) as error:
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+    ) as error:  # OSError: a missing file, a folder given as a file, ...
         print(f"error: {error}", file=sys.stderr)  # the CLI's one-line message (no traceback)
         return 2
     return 0

@@ -137,3 +137,18 @@ def test_cli_errors_are_one_line(som_dir, index_dir, tmp_path, capsys):
     assert main([*args, "--index", str(index_dir), "--no_progress"]) == 2
     assert "m.jsonl:3: span 0 [0, 5) is not inside the text" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
+    assert main([*args, "--index", str(index_dir), "--no_progress", "--detection_threshold", "0.9"]) == 2
+    assert "--detection_threshold is the trained detector's" in capsys.readouterr().err
+    args[args.index("--input") + 1] = str(tmp_path)  # a folder given as the input file
+    assert main([*args, "--index", str(index_dir), "--no_progress"]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_max_length_beyond_the_position_embeddings_is_named(som_dir, tmp_path, capsys):
+    (tmp_path / "kb.jsonl").write_text('{"entity_id": "e1", "title": "A", "text": "a"}\n')
+    code = main(
+        ["build-index", "--retriever", str(som_dir), "--entities", str(tmp_path / "kb.jsonl"),
+         "--index", str(tmp_path / "index"), "--max_length", "100000", "--no_progress"]
+    )  # fmt: skip
+    assert code == 2
+    assert "max_length 100000 exceeds the" in capsys.readouterr().err

@@ -34,7 +34,7 @@ from ..progress import tqdm
 from .detection import DictionaryDetector, TrainedDetector
 from .fingerprints import check_fingerprints, model_fingerprint, tokenizer_fingerprint
 from .inputs import ALIASES_COLUMN, TextInput, load_entity_table, parse_input, quiet_datasets
-from .loading import config_markers, load_model, optional_tokenizer, read_index_manifest
+from .loading import check_positions, config_markers, load_model, optional_tokenizer, read_index_manifest
 from .reranking import rerank_mentions
 from .results import (
     LinkedEntity,
@@ -101,6 +101,7 @@ class EntityLinker:
         self.max_length = InputFormat.from_config(retriever.config).resolve_max_length(
             max_length, 128, "retriever"
         )
+        check_positions(retriever, self.max_length)
         self.batch_size = batch_size
         self.rerank_batch_size = rerank_batch_size
         self.show_progress = show_progress
@@ -350,6 +351,12 @@ class EntityLinker:
             text.world = worlds[0]
         elif text.world not in self.index.worlds:
             raise ValueError(f"{where}: world {text.world!r} is not in the index (has {worlds[:5]})")
+        reserved = [m for m in {*self.markers, *self.reranker_markers} if m in text.text]
+        if reserved:  # the tokenizer would read them as mention boundaries (a second start / end marker)
+            raise ValueError(
+                f"{where}: the text contains {reserved[0]!r}, one of the model's input markers "
+                f"{list(self.markers)}; remove or replace it (mark mentions with spans or [START_ENT] ... [END_ENT])"
+            )
         return text
 
     @torch.no_grad()

@@ -20,6 +20,16 @@ def config_markers(config) -> tuple[str, str, str]:
     return InputFormat.from_config(config).markers
 
 
+def check_positions(model, max_length: int) -> None:
+    """``max_length`` must fit the position embeddings of every encoder of ``model`` (else the first batch fails
+    deep inside the encoder with a shape error that names no setting)."""
+    for name in ("mention_encoder", "entity_encoder", "encoder"):
+        encoder = getattr(model, name, None)
+        limit = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
+        if isinstance(limit, int) and max_length > limit:
+            raise ValueError(f"max_length {max_length} exceeds the {name}'s {limit} position embeddings")
+
+
 def load_model(path: str | Path, expected: type[torch.nn.Module]) -> torch.nn.Module:
     """A saved retriever / reranker as its registered class (``SumOfMaxModel``, ...), using this package's code."""
     model = AutoModel.from_pretrained(str(path), trust_remote_code=False)
