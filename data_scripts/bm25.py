@@ -16,30 +16,12 @@ released TF-IDF candidates are converted by ``python -m data_scripts.zeshel ... 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
+from hf_models.atomic import atomic_write_jsonl
+
 logger = logging.getLogger(__name__)
-
-
-def write_candidate_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
-    """Write candidate records (mention_id, world, label_id, candidates, scores) as JSON lines, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as out:
-            for record in records:
-                out.write(json.dumps(record) + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def mention_query(left: str, mention: str, right: str, context_words: int) -> str:
@@ -117,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"{args.dataset_dir} has no split(s) {missing} (has {list(mentions)})")
     for split in splits:
         records = bm25_candidates(mentions[split], entities, k=args.k, context_words=args.context_words)
-        path = write_candidate_jsonl(Path(args.output_dir) / f"{split}.jsonl", records)
+        path = atomic_write_jsonl(Path(args.output_dir) / f"{split}.jsonl", records)
         print(f"{split}: {len(records)} mentions -> {path}")
 
 

@@ -231,11 +231,11 @@ def write_tfidf_candidates(
     zeshel_dir: str | Path, mentions: datasets.DatasetDict, entities: datasets.Dataset, output_dir: str | Path
 ) -> list[Path]:
     """``<output_dir>/<split>.jsonl`` for every processed split (the reranker recipe's ``--candidates_dir``)."""
-    from .bm25 import write_candidate_jsonl
+    from hf_models.atomic import atomic_write_jsonl
 
     world_of = dict(zip(entities["entity_id"], entities["world"], strict=True))
     return [
-        write_candidate_jsonl(
+        atomic_write_jsonl(
             Path(output_dir) / f"{split}.jsonl",
             tfidf_candidate_records(zeshel_dir, split, mentions[split], world_of),
         )

@@ -24,7 +24,7 @@ import signal
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
+    """Stream ``records`` as UTF-8 JSON lines into a temporary sibling, fsync it, then ``os.replace`` it over ``path``
+    (a kill leaves the previous file or none, never a half-written one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / _temporary_name(path)
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_path(path.parent)
+    return path
 
 
 _HOST = "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write_jsonl
 from .entity_index import EntityIndex
 from .sharding import map_chunks_sharded
 from .tables import EntityTable, MentionTable
@@ -196,21 +197,19 @@ def evaluate_ranking(
 def write_candidate_file(
     path: str | Path, ranking: Ranking, mentions: MentionTable, entities: EntityTable
 ) -> Path:
-    """One JSON line per mention: mention_id, world, gold id, candidate ids and scores (best first)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """One JSON line per mention: mention_id, world, gold id, candidate ids and scores (best first), atomically."""
     ranked = ranking_ids(ranking, entities)
-    with path.open("w") as handle:
-        for i, mention_id in enumerate(mentions.mention_ids):
-            record = {
-                "mention_id": mention_id,
-                "world": mentions.worlds[i],
-                "label_id": entities.entity_ids[int(mentions.gold_rows[i])],
-                "candidates": ranked[i],
-                "scores": [round(float(s), 5) for s in ranking.scores[i, : len(ranked[i])]],
-            }
-            handle.write(json.dumps(record) + "\n")
-    return path
+    records = (
+        {
+            "mention_id": mention_id,
+            "world": mentions.worlds[i],
+            "label_id": entities.entity_ids[int(mentions.gold_rows[i])],
+            "candidates": ranked[i],
+            "scores": [round(float(s), 5) for s in ranking.scores[i, : len(ranked[i])]],
+        }
+        for i, mention_id in enumerate(mentions.mention_ids)
+    )
+    return atomic_write_jsonl(path, records)  # a kill leaves the previous file, never half of one
 
 
 def check_candidate_ids(

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write_jsonl
 from .linking import EntityLinker, TrainedDetector
 
 logger = logging.getLogger(__name__)
@@ -124,25 +123,6 @@ def read_inputs(path: Path) -> tuple[list[Any], list[str]]:
     return inputs, where
 
 
-def write_jsonl_atomic(path: Path, records) -> int:
-    """Write JSON lines to a temporary sibling, then rename it over ``path``; returns the line count."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    count = 0
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return count
-
-
 def run_build(args: argparse.Namespace) -> Path:
     linker = EntityLinker.from_pretrained(
         args.retriever,
@@ -196,7 +176,7 @@ def run_link(args: argparse.Namespace) -> Path:
         record.update(result.to_dict())
         records.append(record)
     output = Path(args.output)
-    write_jsonl_atomic(output, records)
+    atomic_write_jsonl(output, records)
     mentions = sum(len(r.mentions) for r in results)
     logger.info("linked %d mention(s) in %d input(s) -> %s", mentions, len(results), output)
     return output
