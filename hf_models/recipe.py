@@ -137,13 +137,18 @@ def evaluate_splits(
     splits = {
         name: mentions
         for name, mentions in data.splits.items()
-        if data_args.write_candidates or name != data_args.train_split
+        if data_args.write_candidates
+        or name != data_args.train_split
+        or name in (data_args.eval_split, data_args.test_split)
     }
     # one pass over all splits: each world is encoded once, whichever splits have mentions in it
     rankings = trainer.predict_split_rankings(splits, data.entities, candidates)
     for split, mentions in splits.items():
         ranking = rankings[split]
-        if split != data_args.train_split:
+        if split in (
+            data_args.eval_split,
+            data_args.test_split,
+        ):  # also when one of them is the training split
             results[split] = evaluate_ranking(ranking, mentions, data.entities, ks=trainer.recall_ks)
         if data_args.write_candidates and trainer.is_world_process_zero():
             write_candidate_file(
