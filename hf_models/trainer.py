@@ -296,7 +296,10 @@ class NCETrainer(Trainer):
             fault_point("checkpoint:after_negatives")
 
     def _negatives_fingerprint(self) -> dict:
-        return negatives_fingerprint(self.train_mentions, self.entities, self.args)
+        """What this run's negatives are mined for (hashed once: the ids do not change during a run)."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = negatives_fingerprint(self.train_mentions, self.entities, self.args)
+        return self._fingerprint
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
         """As Trainer's; an optimizer state saved for other trainable parameters names the flags that change them."""
