@@ -68,14 +68,16 @@ def fsync_tree(folder: Path) -> None:
         _fsync_path(Path(root))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary sibling + fsync + ``os.replace`` (never half-written)."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "wb", **open_kwargs) -> Iterator:
+    """Write ``path`` through a temporary sibling: yields its open handle; on success the file is fsynced and
+    ``os.replace``-d over ``path``, on any error (or a kill) the previous file stays and the temporary is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.parent / _temporary_name(path)
     try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
+        with open(temporary, mode, **open_kwargs) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -83,7 +85,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         temporary.unlink(missing_ok=True)
         raise
     _fsync_path(path.parent)
-    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_file`: never half-written)."""
+    with atomic_file(path) as handle:
+        handle.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -91,23 +99,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
-    """Stream ``records`` as UTF-8 JSON lines into a temporary sibling, fsync it, then ``os.replace`` it over ``path``
-    (a kill leaves the previous file or none, never a half-written one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / _temporary_name(path)
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_path(path.parent)
-    return path
+    """Stream ``records`` as UTF-8 JSON lines into ``path`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return Path(path)
 
 
 _HOST = "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
