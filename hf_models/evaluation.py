@@ -44,7 +44,8 @@ def linking_metrics(
     """Recall@k (micro), normalized/unnormalized accuracy (macro over worlds), and per-category numbers.
 
     `ranked[i]` is mention i's candidate ids, best first; its first element is the prediction. A mention with
-    an empty candidate list counts as wrong (never dropped).
+    an empty candidate list counts as wrong (never dropped). Normalized accuracy considers the mentions whose gold is
+    in the top ``max(ks)`` candidates (Section 6.1: the top 64), however long the lists are.
     """
     if not len(gold) == len(ranked) == len(worlds):
         raise ValueError(
@@ -55,7 +56,7 @@ def linking_metrics(
         raise ValueError("no mentions to evaluate")
     hit_at = {k: [g in list(r)[:k] for g, r in zip(gold, ranked, strict=True)] for k in ks}
     top1 = [bool(r) and r[0] == g for g, r in zip(gold, ranked, strict=True)]
-    retrieved = [g in list(r) for g, r in zip(gold, ranked, strict=True)]
+    retrieved = hit_at[max(ks)]  # normalized accuracy counts a mention when its gold is in the top k (k = 64)
     metrics = {f"recall@{k}": 100.0 * sum(h) / n for k, h in hit_at.items()}
     metrics.update(_world_macro(top1, retrieved, worlds))
     metrics["num_mentions"] = float(n)

@@ -41,3 +41,13 @@ def test_unretrieved_gold_counts_as_wrong_not_dropped():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ in length"):
         linking_metrics(["a"], [], ["w"])
+
+
+def test_normalized_accuracy_counts_golds_in_the_top_k_only():
+    """Section 6.1: normalized accuracy considers a mention only if its gold is in the top-64 (here top-2)
+    candidates; a longer list once counted golds found anywhere in it."""
+    m = linking_metrics(["a", "b"], [["a", "x", "y"], ["x", "y", "b"]], ["w", "w"], ks=(1, 2))
+    assert m["recall@2"] == pytest.approx(50.0)
+    assert m["normalized_accuracy"] == pytest.approx(
+        100.0
+    )  # only "a" is in its top 2, and it is ranked first

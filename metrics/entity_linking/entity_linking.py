@@ -28,9 +28,9 @@ _CITATION = """@inproceedings{zhang-stratos-2021-understanding,
 
 _DESCRIPTION = """Entity-linking metrics of Zhang & Stratos (2021), Section 6.1, on a 0-100 scale:
 top-k recall (micro-averaged over mentions), unnormalized accuracy (top-1 correct over all mentions) and normalized
-accuracy (top-1 correct among the mentions whose gold is among the predictions), both macro-averaged over worlds,
-and recall / accuracy per mention category. A mention with an empty prediction list counts as wrong. A world in
-which no mention has its gold among the predictions counts 0 in normalized accuracy (it is not dropped); their
+accuracy (top-1 correct among the mentions whose gold is among the top-k predictions), both macro-averaged over
+worlds, and recall / accuracy per mention category. A mention with an empty prediction list counts as wrong. A world
+in which no mention has its gold among the top-k predictions counts 0 in normalized accuracy (it is not dropped); their
 number is returned as `worlds_without_retrieved_gold`."""
 
 _KWARGS_DESCRIPTION = """
@@ -39,7 +39,7 @@ Args:
     references: list of gold entity ids.
     worlds: optional list of world names (the macro-averaging unit); default: one world.
     categories: optional list of mention categories (e.g. Zeshel's LOW_OVERLAP).
-    k: the k of recall@k (default 64).
+    k: the k of recall@k and of normalized accuracy's top-k (default 64, the paper's).
 Returns: a dict (values 0-100) with recall@1, recall@k, unnormalized_accuracy, normalized_accuracy and
     <category>/recall@k, <category>/accuracy, plus the counts num_mentions, <category>/num_mentions and
     worlds_without_retrieved_gold.
@@ -65,7 +65,7 @@ def linking_metrics(
         raise ValueError("no mentions to evaluate")
     hit_at = {k: [g in list(r)[:k] for g, r in zip(gold, ranked, strict=True)] for k in ks}
     top1 = [bool(r) and r[0] == g for g, r in zip(gold, ranked, strict=True)]
-    retrieved = [g in list(r) for g, r in zip(gold, ranked, strict=True)]
+    retrieved = hit_at[max(ks)]  # normalized accuracy counts a mention when its gold is in the top k (k = 64)
     metrics = {f"recall@{k}": 100.0 * sum(h) / n for k, h in hit_at.items()}
     unnormalized, normalized, empty = [], [], 0
     for world in sorted(set(worlds)):
