@@ -311,6 +311,8 @@ def check_name(name: str, kind: str) -> None:
         raise ValueError(
             f"{kind} name {name!r} must match {_SPLIT_NAME.pattern} (it becomes a file/split name)"
         )
+    if kind == "split" and name == "all":  # datasets reserves it: such a split is written but never loads
+        raise ValueError("split name 'all' is reserved by the datasets library; choose another")
 
 
 def counts_summary(counts: dict[str, Any]) -> str:

@@ -52,10 +52,15 @@ _WIKIPEDIA_ID = re.compile(r'"wikipedia_id"\s*:\s*"?(\d+)"?')
 
 
 def split_markers(text: str) -> tuple[str, str, str] | None:
-    """(left, mention, right) from ``left [START_ENT] mention [END_ENT] right``; None without markers."""
+    """(left, mention, right) from ``left [START_ENT] mention [END_ENT] right``; None without markers (the caller
+    has checked that the text holds at most one of each)."""
     start, end = text.find(START), text.find(END)
-    if start < 0 or end < start:
+    if start < 0 and end < 0:
         return None
+    if start < 0 or end < start:
+        raise ValueError(
+            f"{END} without a {START} before it" if start < 0 else f"{START} without an {END} after it"
+        )
     return text[:start].strip(), text[start + len(START) : end].strip(), text[end + len(END) :].strip()
 
 
@@ -85,12 +90,21 @@ def iter_kilt_mentions(path: Path, split: str, problems: ProblemLog) -> Iterator
         text = text_field(record, "input", where, problems) if "input" in record else ""
         if text is None:
             continue
-        if text.count(START) > 1:
+        if not isinstance(meta, dict):
+            problems.report(BAD_FIELD, f"{where}: id {mention_id!r}: field 'meta' must be an object")
+            continue
+        if text.count(START) > 1 or text.count(END) > 1:
             problems.report(
-                MISSING_MARKERS, f"{where}: id {mention_id!r} marks {text.count(START)} spans; expected one"
+                MISSING_MARKERS,
+                f"{where}: id {mention_id!r} has {text.count(START)} {START} and {text.count(END)} {END}; "
+                "expected one of each",
             )
             continue
-        parts = split_markers(text)
+        try:
+            parts = split_markers(text)
+        except ValueError as error:
+            problems.report(MISSING_MARKERS, f"{where}: id {mention_id!r}: {error}")
+            continue
         if parts is None and "mention" in meta:
             fields = [
                 text_field(meta, name, f"{where} meta", problems) if name in meta else "" for name in META
@@ -203,11 +217,22 @@ def iter_pages(
 
 
 def candidate_ids(path: Path, problems: ProblemLog) -> set[str]:
-    """Ids listed in a candidate file: jsonl objects with a list under `candidates` (or `tfidf_candidates`)."""
+    """Ids listed in a candidate file: jsonl objects with a list under `candidates` (or `tfidf_candidates`) of ids
+    or of objects with an `entity_id`; anything else is an error naming the file and line."""
     ids: set[str] = set()
-    for _, record in read_jsonl(path, problems):
-        for candidate in record.get("candidates", record.get("tfidf_candidates", [])):
-            ids.add(str(candidate["entity_id"] if isinstance(candidate, dict) else candidate))
+    for line, record in read_jsonl(path, problems):
+        name = "candidates" if "candidates" in record else "tfidf_candidates"
+        listed = record.get(name, [])
+        if not isinstance(listed, list):
+            raise ValueError(f"{path}:{line}: field {name!r} must be a list, got {type(listed).__name__}")
+        for candidate in listed:
+            value = candidate.get("entity_id") if isinstance(candidate, dict) else candidate
+            if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+                raise ValueError(
+                    f"{path}:{line}: {name} entries must be entity ids (or objects with one under 'entity_id'), "
+                    f"got {candidate!r:.60}"
+                )
+            ids.add(str(value))
     return ids
 
 
@@ -281,6 +306,16 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             f"--mention_files {malformed[0]!r}: expected SPLIT=PATH (e.g. train=aidayago2-train-kilt.jsonl)"
         )
+    splits = [item.split("=", 1)[0] for item in args.mention_files]
+    repeated = sorted({s for s in splits if splits.count(s) > 1})
+    if repeated:
+        parser.error(f"--mention_files names split {repeated[0]!r} more than once")
+    if args.description_chars < 1:
+        parser.error(f"--description_chars must be >= 1, got {args.description_chars}")
+    if args.max_pages is not None and args.max_pages < 1:
+        parser.error(f"--max_pages must be >= 1, got {args.max_pages}")
+    if args.candidate_file and args.restrict != "candidates":
+        parser.error("--candidate_file is read only with --restrict candidates")
     files = dict(item.split("=", 1) for item in args.mention_files)
     mentions, entities = read_kilt_aida(
         files,

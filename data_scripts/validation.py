@@ -218,6 +218,9 @@ def check_mentions(
         if mention_id in seen:
             problems.report(DUPLICATE_MENTION, f"{where}: duplicate mention id {mention_id!r}")
             continue
+        if not str(row.get("mention", "")).strip():
+            problems.report(BAD_FIELD, f"{where}: mention {mention_id!r} has an empty mention string")
+            continue
         if world not in worlds:
             problems.report(
                 WORLD_WITHOUT_ENTITIES,
@@ -270,10 +273,12 @@ def validate_tables(mentions: datasets.DatasetDict, entities: datasets.Dataset) 
             raise ValueError(f"split {split!r}: missing column(s) {missing}; has {dataset.column_names}")
         if len(dataset) == 0:
             raise ValueError(f"split {split!r} has no mentions (an empty split is not written)")
-        columns = (dataset["mention_id"], dataset["world"], dataset["label_id"])
-        for row, (mention_id, world, label) in enumerate(zip(*columns, strict=True)):
+        columns = (dataset["mention_id"], dataset["world"], dataset["label_id"], dataset["mention"])
+        for row, (mention_id, world, label, surface) in enumerate(zip(*columns, strict=True)):
             where = f"split {split!r} row {row} (mention_id {mention_id!r})"
             _check_id(mention_id, where, "mention_id")
+            if not isinstance(surface, str) or not surface.strip():
+                raise ValueError(f"{where}: empty mention")
             if mention_id in seen:
                 raise ValueError(f"{where}: duplicate mention_id (already in split {seen[mention_id]!r})")
             seen[mention_id] = split

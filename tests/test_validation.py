@@ -143,8 +143,49 @@ def test_kilt_two_marked_spans(tmp_path):
         json.dumps({"id": "t9", "input": "[START_ENT] a [END_ENT] and [START_ENT] b [END_ENT]", "output": []})
         + "\n"
     )
-    with pytest.raises(InvalidDataError, match=r"train\.jsonl:1: id 't9' marks 2 spans; expected one"):
+    with pytest.raises(
+        InvalidDataError, match=r"train\.jsonl:1: id 't9' has 2 \[START_ENT\] and 2 \[END_ENT\]"
+    ):
         read_kilt_aida(files, source)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[START_ENT] a [END_ENT] b [END_ENT] c", r"has 1 \[START_ENT\] and 2 \[END_ENT\]"),
+        ("x [START_ENT] a b c", r"\[START_ENT\] without an \[END_ENT\] after it"),
+        ("x [START_ENT] [END_ENT] c", r"mention 't9' has an empty mention string"),
+    ],
+    ids=["two-ends", "start-only", "empty-mention"],
+)
+def test_kilt_markers_must_pair_around_a_mention(tmp_path, text, message):
+    """Each once wrote a wrong row with exit 0 (a marker in the context, meta used instead, an empty mention)."""
+    files, source = _kilt(tmp_path)
+    record = {
+        "id": "t9",
+        "input": text,
+        "meta": {"mention": "other"},
+        "output": [{"provenance": [{"wikipedia_id": "1"}]}],
+    }
+    files["train"].write_text(json.dumps(record) + "\n")
+    with pytest.raises(InvalidDataError, match=message):
+        read_kilt_aida(files, source)
+
+
+def test_kilt_candidate_file_entries_must_be_ids(tmp_path):
+    from data_scripts.kilt_aida import candidate_ids
+    from data_scripts.validation import ProblemLog
+
+    path = tmp_path / "c.jsonl"
+    for body, message in (
+        ('{"candidates": "300"}', "must be a list, got str"),
+        ('{"candidates": [{"id": 3}]}', "entries must be entity ids"),
+    ):
+        path.write_text(body + "\n")
+        with pytest.raises(ValueError, match=r"c\.jsonl:1: .*" + message):
+            candidate_ids(path, ProblemLog(skip_invalid=False))
+    path.write_text('{"candidates": ["300", {"entity_id": 12}]}\n')
+    assert candidate_ids(path, ProblemLog(skip_invalid=False)) == {"300", "12"}
 
 
 def test_kilt_mention_files_without_split(tmp_path, capsys):
@@ -155,6 +196,21 @@ def test_kilt_mention_files_without_split(tmp_path, capsys):
         )
     error = capsys.readouterr().err
     assert f"--mention_files '{files['train']}': expected SPLIT=PATH" in error
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--mention_files", "train=A", "train=B"], "--mention_files names split 'train' more than once"),
+        (["--mention_files", "train=A", "--description_chars", "-5"], "--description_chars must be >= 1"),
+        (["--mention_files", "train=A", "--max_pages", "0"], "--max_pages must be >= 1"),
+        (["--mention_files", "train=A", "--candidate_file", "c.jsonl"], "--candidate_file is read only with"),
+    ],
+)
+def test_kilt_bad_flag_values_are_named(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        kilt_main([*flags, "--knowledge_source", "ks.json", "--output_dir", "x"])
+    assert message in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------- dictd
