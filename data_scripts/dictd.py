@@ -197,10 +197,10 @@ def resolve(target: str, lookup: dict[str, str]) -> str | None:
     candidates = [term]
     if term.endswith("ies"):
         candidates.append(term[:-3] + "y")
+    if term.endswith("s"):  # before "-es": "cases" is "case", not "cas"
+        candidates.append(term[:-1])
     if term.endswith("es"):
         candidates.append(term[:-2])
-    if term.endswith("s"):
-        candidates.append(term[:-1])
     return next((lookup[c] for c in candidates if c in lookup), None)
 
 
@@ -383,13 +383,37 @@ def read_glossary_tables(
 
 
 def _parse_splits(items: list[str] | None) -> dict[str, tuple[str, ...]]:
+    """``SPLIT=WORLD,WORLD`` items -> {split: worlds}; each split once, each world in one split (zero-shot)."""
     if not items:
         return DEFAULT_SPLITS
-    return {item.split("=", 1)[0]: tuple(item.split("=", 1)[1].split(",")) for item in items}
+    splits: dict[str, tuple[str, ...]] = {}
+    for item in items:
+        split, _, worlds = item.partition("=")
+        if not split or not worlds or "" in worlds.split(","):
+            raise ValueError(f"--splits {item!r}: expected SPLIT=WORLD[,WORLD...]")
+        if split in splits:
+            raise ValueError(f"--splits names split {split!r} more than once")
+        splits[split] = tuple(worlds.split(","))
+    placed = [world for worlds in splits.values() for world in worlds]
+    shared = sorted({world for world in placed if placed.count(world) > 1})
+    if shared:
+        raise ValueError(
+            f"--splits puts world {shared[0]!r} in more than one split (splits must not share worlds)"
+        )
+    return splits
 
 
-def _parse_caps(items: list[str] | None) -> dict[str, int | None]:
-    return {item.split("=", 1)[0]: int(item.split("=", 1)[1]) for item in items or []}
+def _parse_caps(items: list[str] | None, splits: dict[str, tuple[str, ...]]) -> dict[str, int | None]:
+    """``SPLIT=N`` items -> {split: cap}; each a split of ``splits`` with a cap >= 1."""
+    caps: dict[str, int | None] = {}
+    for item in items or []:
+        split, _, value = item.partition("=")
+        if split not in splits:
+            raise ValueError(f"--max_mentions {item!r}: {split!r} is not a split (splits: {sorted(splits)})")
+        if not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"--max_mentions {item!r}: the cap must be an integer >= 1")
+        caps[split] = int(value)
+    return caps
 
 
 CARD = """Entity linking on real glossary text: the Free On-line Dictionary of Computing (FOLDOC, GFDL, editor
@@ -422,12 +446,18 @@ def main(argv: list[str] | None = None) -> None:
     add_common_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
-    kwargs = {
-        "glossaries": tuple(args.glossaries),
-        "splits": _parse_splits(args.splits),
-        "max_mentions": _parse_caps(args.max_mentions),
-        "seed": args.seed,
-    }
+    try:
+        splits = _parse_splits(args.splits)
+        kwargs = {
+            "glossaries": tuple(args.glossaries),
+            "splits": splits,
+            "max_mentions": _parse_caps(args.max_mentions, splits),
+            "seed": args.seed,
+        }
+    except ValueError as error:
+        parser.error(str(error))
+    if args.context_window < 0:
+        parser.error(f"--context_window must be >= 0 (0 = all), got {args.context_window}")
     if args.format == "zeshel":
         build_glossary_zeshel(args.dictd_dir, args.output_dir, **kwargs)
         return

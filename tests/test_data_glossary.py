@@ -97,3 +97,30 @@ def test_dictd_converter_on_a_written_glossary(tmp_path):
     # {C} in the Unix entry targets a test world from a train-world context: dropped (no cross-split text)
     assert len(mentions["test"]) == 0
     assert set(entities["world"]) == {"foldoc_systems", "foldoc_languages"}
+
+
+def test_plural_fallback_prefers_dropping_one_s():
+    from data_scripts.dictd import resolve
+
+    lookup = {"cas": "CAS", "case": "case", "class": "class", "query": "query"}
+    assert resolve("cases", lookup) == "case"  # once "CAS": "-es" was tried before "-s"
+    assert resolve("classes", lookup) == "class"
+    assert resolve("queries", lookup) == "query"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max_mentions", "tset=0"], "'tset' is not a split"),
+        (["--max_mentions", "val=-1"], "the cap must be an integer >= 1"),
+        (["--splits", "train"], "expected SPLIT=WORLD"),
+        (["--splits", "train=a,b", "val=b"], "puts world 'b' in more than one split"),
+        (["--splits", "train=a", "train=b"], "names split 'train' more than once"),
+    ],
+)
+def test_dictd_bad_flags_are_named(flags, message, capsys, tmp_path):
+    from data_scripts.dictd import main
+
+    with pytest.raises(SystemExit):
+        main(["--dictd_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"), *flags])
+    assert message in capsys.readouterr().err
