@@ -117,6 +117,11 @@ def build_probe(args: BiasZeshelArguments, tokenizer) -> tuple[BiasProbe, LabelS
         mention_table.input_ids, mention_table.attention_mask,
         entity_table.input_ids, entity_table.attention_mask, mention_table.gold_rows,
     )  # fmt: skip
+    if probe.num_labels - 1 < args.num_negatives:  # a smaller K would be measured under this K's name
+        raise ValueError(
+            f"--num_negatives {args.num_negatives}: the label space of {args.num_mentions} mention(s) has only "
+            f"{probe.num_labels} entities (at most {probe.num_labels - 1} negatives); lower it or add mentions"
+        )
     return probe, space
 
 
@@ -146,7 +151,7 @@ def train_point(model, probe: BiasProbe, objective: str, args: BiasZeshelArgumen
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate)
     generator = torch.Generator().manual_seed(args.seed + 1)
-    num_negatives = min(args.num_negatives, probe.num_labels - 1)
+    num_negatives = args.num_negatives  # build_probe checked the label space holds K - 1 negatives
     model.train()
     history = []
     for step in range(args.train_steps):
@@ -172,7 +177,7 @@ def train_point(model, probe: BiasProbe, objective: str, args: BiasZeshelArgumen
 def measure_point(model, probe: BiasProbe, args: BiasZeshelArguments) -> dict:
     """J_CE, accuracy over Y and, per strategy, J_HARD and ||b(theta)|| (Appendix C)."""
     record: dict = dict(probe.evaluate(model))
-    num_negatives = min(args.num_negatives, probe.num_labels - 1)
+    num_negatives = args.num_negatives  # build_probe checked the label space holds K - 1 negatives
     for strategy in args.strategies:
         start = time.time()
         result = probe.estimate(

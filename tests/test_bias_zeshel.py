@@ -33,3 +33,20 @@ def test_short_run_writes_table_and_json(tmp_path, tiny_bert_dir):
         for strategy in ("random", "hard", "mixed"):
             assert point[strategy]["bias_norm"] > 0 and math.isfinite(point[strategy]["nce_loss"])
     assert [len(saved["training"][p]) for p in ("theta_CE", "theta_RAND")] == [2, 2]
+
+
+def test_a_label_space_smaller_than_k_is_refused(tmp_path, tiny_bert_dir):
+    """The table once said K = 8 while a 2-entity label space measured K = 2 (J_HARD = J_CE, bias 0)."""
+    import pytest
+
+    argv = [
+        "--config", str(REPO_ROOT / "recipes" / "configs" / "bias_zeshel.yaml"),
+        "--output_dir", str(tmp_path), "--encoder", str(tiny_bert_dir),
+        "--dataset_dir", str(REPO_ROOT / "data" / "glossary_el"),
+        "--num_mentions", "2", "--max_length", "16", "--num_negatives", "50",
+    ]  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"--num_negatives 50: the label space of 2 mention\(s\) has only \d+ entities"
+    ):
+        bias_zeshel.main(argv)
+    assert not any(tmp_path.iterdir())
