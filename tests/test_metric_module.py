@@ -73,3 +73,19 @@ def test_folder_copy_loads_without_the_project(tmp_path: Path) -> None:
     assert results[-1]["worlds_without_retrieved_gold"] == 1.0
     card = (folder / "README.md").read_text()
     assert "0-100" in card and "**0**" in card
+
+
+def test_bad_arguments_are_named(tmp_path, monkeypatch):
+    import evaluate
+
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
+    folder = str(REPO_ROOT / "metrics" / "entity_linking")
+    metric = evaluate.load(folder)
+    for k in (0, -1):  # once: recall@-1 over r[:-1], or every number 0
+        with pytest.raises(ValueError, match=f"k must be an int >= 1, got {k}"):
+            metric.compute(predictions=[["a"]], references=["a"], k=k)
+    spans = evaluate.load(folder, "detection")
+    with pytest.raises(ValueError, match="span '5' is not 'start:end'"):
+        spans.compute(predictions=[["5"]], references=[["0:5"]])
+    with pytest.raises(ValueError, match="unknown config 'detectoin'"):
+        evaluate.load(folder, "detectoin")

@@ -91,6 +91,8 @@ def linking_metrics(
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class EntityLinking(evaluate.Metric):
     def _info(self):
+        if self.config_name not in ("default", *SPAN_TASKS):
+            raise ValueError(f"unknown config {self.config_name!r}: use the default or one of {SPAN_TASKS}")
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation=_CITATION,
@@ -106,6 +108,8 @@ class EntityLinking(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, worlds=None, categories=None, k=64):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}")
         if self.config_name in SPAN_TASKS:
             return span_metrics(predictions, references, linked=self.config_name == "end_to_end")
         worlds = worlds if worlds is not None else ["default"] * len(references)
@@ -128,12 +132,17 @@ def span_metrics(
     def parse(spans: Sequence[str]) -> set[tuple]:
         items = set()
         for item in spans:
-            start, end, *rest = str(item).split(":", 2)
-            entity = rest[0] if rest and rest[0] else None
+            parts = str(item).split(":", 2)
+            if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
+                raise ValueError(
+                    f"span {item!r} is not 'start:end' or 'start:end:entity_id' (integer offsets)"
+                )
+            start, end = int(parts[0]), int(parts[1])
+            entity = parts[2] if len(parts) == 3 and parts[2] else None
             if not linked:
-                items.add((int(start), int(end)))
+                items.add((start, end))
             elif entity is not None:  # NIL is not a prediction (nor a gold link)
-                items.add((int(start), int(end), entity))
+                items.add((start, end, entity))
         return items
 
     correct = n_gold = n_predicted = 0
