@@ -187,19 +187,30 @@ def save_dual_encoder(
     output_dir: str | Path,
     tokenizer: str | None = None,
 ) -> Path:
-    """Build this repository's ``DualEncoderModel``, load both towers strictly and ``save_pretrained``."""
+    """Build this repository's ``DualEncoderModel``, load both towers strictly and ``save_pretrained`` it (with the
+    tokenizer, its marker tokens registered) into ``output_dir`` atomically."""
+    from hf_models.atomic import atomic_folder
     from hf_models.configuration_retriever import DualConfig
+    from hf_models.model_setup import fit_embeddings
     from hf_models.modeling_retriever import DualEncoderModel
+
+    from .featurize import prepare_tokenizer
 
     model = DualEncoderModel(DualConfig(mention_encoder=config_dict, entity_encoder=config_dict))
     model.mention_encoder.load_state_dict(mention, strict=True)
     model.entity_encoder.load_state_dict(entity, strict=True)
     output = Path(output_dir)
-    model.save_pretrained(output)
+    loaded = None
     if tokenizer is not None:
         from transformers import AutoTokenizer
 
-        AutoTokenizer.from_pretrained(tokenizer).save_pretrained(output)
+        loaded = AutoTokenizer.from_pretrained(tokenizer)
+        prepare_tokenizer(loaded)  # the saved model's score_texts / linker need the markers as single tokens
+        fit_embeddings(model, loaded)
+    with atomic_folder(output, replaces="config.json") as temporary:
+        model.save_pretrained(temporary)
+        if loaded is not None:
+            loaded.save_pretrained(temporary)
     logger.info("saved the converted BLINK dual encoder to %s", output)
     return output
 

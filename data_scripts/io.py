@@ -371,9 +371,11 @@ def dataset_card(counts: dict[str, Any], pretty_name: str, body: str = "") -> st
 def push_processed(
     output_dir: str | Path, repo_id: str, token: str | None = None, private: bool = False
 ) -> str:
-    """Upload a processed folder (Parquet + card) as a Hub dataset repo; clear error when offline."""
+    """Upload a processed folder (Parquet + card) as a Hub dataset repo, after :func:`check_processed` (a corrupt
+    folder is never uploaded); clear error when offline."""
     from hf_models.hub import push_folder
 
+    check_processed(output_dir)
     return push_folder(
         output_dir, repo_id, token=token, private=private, repo_type="dataset", required_file="README.md"
     )

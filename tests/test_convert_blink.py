@@ -8,8 +8,10 @@ from transformers import BertConfig, BertModel
 
 from data_scripts.convert_blink import convert_blink_state_dict, main
 
+from .conftest import _vocab
+
 TINY = {
-    "vocab_size": 99,
+    "vocab_size": len(_vocab()),  # the tiny tokenizer's: the CLI checks the tokenizer fits the towers
     "hidden_size": 32,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
@@ -54,7 +56,7 @@ def test_converted_towers_load_strict_and_match_outputs(prefix, gamma_beta):
     assert not any(key.startswith("pooler.") for key in mention_sd)  # the pooler is dropped
     config = BertConfig.from_dict(config_dict)
     assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (32, 2, 64)
-    assert (config.vocab_size, config.max_position_embeddings) == (99, 40)
+    assert (config.vocab_size, config.max_position_embeddings) == (TINY["vocab_size"], 40)
     generator = torch.Generator().manual_seed(1)
     input_ids = torch.randint(0, 99, (3, 12), generator=generator)
     mask = torch.ones_like(input_ids)
@@ -108,6 +110,12 @@ def test_cli_saves_a_dual_encoder_that_scores_like_blink(tmp_path, tiny_bert_dir
     )
     model = modeling.DualEncoderModel.from_pretrained(tmp_path / "dual").eval()
     assert (tmp_path / "dual" / "tokenizer_config.json").exists()
+    from transformers import AutoTokenizer
+
+    saved = AutoTokenizer.from_pretrained(
+        tmp_path / "dual"
+    )  # its markers are single tokens (score_texts needs it)
+    assert len(saved.tokenize("[unused0] x [unused1]")) == 3
     input_ids = torch.randint(0, 99, (2, 10), generator=torch.Generator().manual_seed(2))
     mask = torch.ones_like(input_ids)
     with torch.no_grad():

@@ -129,3 +129,23 @@ def test_long_contexts_give_the_whole_texts_pieces(tiny_bert_dir):
         32,
     )
     assert ids[3] == pad_to(whole, 32, tokenizer.pad_token_id)[0]  # the window's pieces are the whole text's
+
+
+def test_marker_strings_in_data_are_text_not_markers(tiny_bert_dir):
+    """A context holding "[unused0]" once produced a second mention-start marker (and a title "[unused2]" a second
+    title separator)."""
+    import datasets
+
+    tokenizer = tiny_tokenizer(tiny_bert_dir)
+    prepare_tokenizer(tokenizer)
+    markers = marker_ids(tokenizer)
+    row = {"left_context": "the [unused0] jedi", "mention": "army", "right_context": "of [unused1] sith"}
+    ids = featurize_mentions(datasets.Dataset.from_list([row]), tokenizer, max_length=32)[
+        "mention_input_ids"
+    ][0]
+    assert ids.count(markers.mention_start) == 1 and ids.count(markers.mention_end) == 1
+    entity = {"entity_id": "e", "world": "w", "title": "a [unused2] b", "text": "c [SEP] d"}
+    ids = featurize_entities(datasets.Dataset.from_list([entity]), tokenizer, max_length=32)[
+        "entity_input_ids"
+    ][0]
+    assert ids.count(markers.title_sep) == 1 and ids.count(tokenizer.sep_token_id) == 1
