@@ -118,7 +118,8 @@ def card_data(config, metrics: dict[str, Any], dataset: str = "", base_model: st
     reranker = is_reranker(config)
     task = "text-ranking" if reranker else "text-retrieval"  # the model-index task
     pipeline = "text-ranking" if reranker else "feature-extraction"  # a retriever encodes texts into vectors
-    dataset_name = dataset or "entity-linking"
+    # a Hub dataset id as it is; a local folder by its name (a model-index dataset type, never a Hub link)
+    dataset_name = (dataset if hub_id(dataset) else Path(dataset).name) if dataset else "entity-linking"
     eval_results = [
         EvalResult(
             task_type=task,
@@ -266,7 +267,7 @@ def render_model_card(config, args, metrics: dict[str, Any], dataset: str = "", 
 
 {describe(config, args)}
 
-Training data: {hub_id(dataset) or dataset or "not recorded"}. Base encoder: {f"[{base}](https://huggingface.co/{base})" if base else "a local checkpoint"}.
+Training data: {hub_id(dataset) or (f"a local dataset ({Path(dataset).name})" if dataset else "not recorded")}. Base encoder: {f"[{base}](https://huggingface.co/{base})" if base else "a local checkpoint"}.
 
 ## Input format
 

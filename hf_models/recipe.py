@@ -269,7 +269,7 @@ def run_retriever_recipe(argv=None, default_config: str | None = None) -> dict:
         data.entities,
         eval_mentions=data.splits.get(data_args.eval_split),
         processing_class=tokenizer,
-        dataset_name=Path(data_args.dataset_dir).name,
+        dataset_name=data_args.dataset_dir,  # a local folder: the card names it, links no Hub dataset
         base_model=encoder_hub_id(model_args.encoder),
     )
     if data_args.bias_probe_mentions > 0:
@@ -329,7 +329,7 @@ def run_reranker_recipe(argv=None, default_config: str | None = None) -> dict:
             fixed_negatives(candidates[data_args.train_split], train, args.num_candidates - 1)
         ),
         processing_class=tokenizer,
-        dataset_name=Path(data_args.dataset_dir).name,
+        dataset_name=data_args.dataset_dir,  # a local folder: the card names it, links no Hub dataset
         base_model=encoder_hub_id(model_args.encoder),
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)

@@ -120,6 +120,15 @@ def test_card_kinds_of_negatives() -> None:
 def test_helpers() -> None:
     assert hub_id("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
     assert hub_id("/tmp/model") is None and hub_id("./x") is None
+    assert (
+        hub_id("data/glossary_el") is None
+    )  # a local folder (the recipes pass dataset_dir) is no Hub dataset
+    from hf_models.model_card import card_data
+
+    config = SimpleNamespace(architecture="dual", model_type="nce-dual")
+    local = card_data(config, {}, dataset="data/glossary_el")
+    assert local.datasets is None and local.model_name == "dual-retriever-glossary_el"
+    assert card_data(config, {}, dataset="org/zeshel").datasets == ["org/zeshel"]
     assert split_metrics({"eval_recall@8": 1.0, "val/recall@64": 2.0, "epoch": 3}) == {
         "eval": {"recall@8": 1.0},
         "val": {"recall@64": 2.0},
