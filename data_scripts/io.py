@@ -143,11 +143,30 @@ def load_processed(directory: str | Path) -> tuple[datasets.DatasetDict, dataset
     return mentions, entities
 
 
+def build_manifest(directory: str | Path, pretty_name: str) -> dict[str, Any]:
+    """The ``manifest.json`` of a processed folder's Parquet files: per split / world its file, row count, sha256
+    of the ordered ids and sha256 of the file's bytes (any change to any row is caught on load)."""
+    from hf_models.atomic import file_sha256, ids_checksum
+
+    directory = Path(directory)
+    manifest: dict[str, Any] = {"format": 1, "dataset": pretty_name, "mentions": {}, "entities": {}}
+    for kind, id_column in (("mentions", "mention_id"), ("entities", "entity_id")):
+        for path in sorted((directory / kind).glob("*.parquet")):
+            ids = _read_column(path, id_column, directory)
+            manifest[kind][path.stem] = {
+                "file": f"{kind}/{path.name}",
+                "rows": len(ids),
+                "ids_sha256": ids_checksum(ids),
+                "sha256": file_sha256(path),
+            }
+    return manifest
+
+
 def check_processed(directory: str | Path) -> None:
-    """The Parquet files agree with ``manifest.json`` (files, row counts, sha256 of the ordered ids) or, in a
-    folder written before manifests, with ``counts.json``. A mismatch raises
+    """The Parquet files agree with ``manifest.json`` (files, row counts, sha256 of the ordered ids and, where
+    recorded, of the file) or, in a folder written before manifests, with ``counts.json``. A mismatch raises
     :class:`~hf_models.atomic.CorruptFolderError` naming the folder and the file."""
-    from hf_models.atomic import CorruptFolderError, ids_checksum, read_json
+    from hf_models.atomic import CorruptFolderError, file_sha256, ids_checksum, read_json
 
     directory = Path(directory)
     present = {p.relative_to(directory).as_posix() for p in directory.glob("*/*.parquet")}
@@ -173,6 +192,11 @@ def check_processed(directory: str | Path) -> None:
                 raise CorruptFolderError(
                     f"{directory}: {path} has {len(ids)} rows whose {id_column}s do not match "
                     f"{directory / MANIFEST_FILE} ({spec['rows']} rows and their ids checksum recorded)"
+                )
+            if "sha256" in spec and file_sha256(path) != spec["sha256"]:  # manifests before it: ids only
+                raise CorruptFolderError(
+                    f"{directory}: {path} does not match its checksum in {directory / MANIFEST_FILE} (a row was "
+                    "changed since it was written): rewrite the dataset"
                 )
         return
     if not (directory / "counts.json").exists():
@@ -268,22 +292,19 @@ def write_processed(
     another dataset (another ``pretty_name``) or non-dataset files is replaced only with ``overwrite``.
     Returns the counts.
     """
-    from hf_models.atomic import atomic_folder, fault_point, ids_checksum, readable_folder
+    from hf_models.atomic import atomic_folder, fault_point, readable_folder
 
     output_dir = Path(output_dir)
     previous = readable_folder(output_dir)  # its kept previous version after a kill between two renames
     check_replaceable(previous, pretty_name, overwrite)
     validate_tables(mentions, entities)
     counts = count_rows(mentions, entities)
-    manifest: dict[str, Any] = {"format": 1, "dataset": pretty_name, "mentions": {}, "entities": {}}
     with atomic_folder(output_dir) as folder:
         for sub in ("mentions", "entities"):
             (folder / sub).mkdir()
         for split, dataset in mentions.items():
             file = f"mentions/{split}.parquet"
             dataset.to_parquet(str(folder / file))
-            ids = dataset["mention_id"]
-            manifest["mentions"][split] = {"file": file, "rows": len(ids), "ids_sha256": ids_checksum(ids)}
             fault_point("processed:after_split")
         worlds = sorted(counts["entities"])
         world_column = entities["world"]
@@ -292,11 +313,9 @@ def write_processed(
             subset = entities.select(rows) if rows is not None else entities
             file = f"entities/{world}.parquet"
             subset.to_parquet(str(folder / file))
-            ids = subset["entity_id"]
-            manifest["entities"][world] = {"file": file, "rows": len(ids), "ids_sha256": ids_checksum(ids)}
         (folder / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
         (folder / "README.md").write_text(dataset_card(counts, pretty_name=pretty_name, body=card or ""))
-        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        (folder / MANIFEST_FILE).write_text(json.dumps(build_manifest(folder, pretty_name), indent=2) + "\n")
         if previous.is_dir():
             for path in previous.iterdir():
                 if path.name not in LAYOUT and not (folder / path.name).exists():

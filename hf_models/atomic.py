@@ -211,16 +211,21 @@ def ids_checksum(ids) -> str:
     return hashlib.sha256(json.dumps([str(i) for i in ids]).encode("utf-8")).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def files_sha256(folder: Path) -> dict[str, str]:
     """sha256 of every file below ``folder``, keyed by its path relative to ``folder`` (a manifest's content check)."""
-    digests = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        digests[path.relative_to(folder).as_posix()] = digest.hexdigest()
-    return digests
+    return {
+        path.relative_to(folder).as_posix(): file_sha256(path)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file())
+    }
 
 
 def check_files_sha256(folder: Path, expected: dict[str, str], manifest: Path) -> None:

@@ -265,3 +265,24 @@ def test_staged_files_killed_between_moves_leaves_whole_files(tmp_path):
     assert (folder / "model.safetensors").read_text() == "new model.safetensors" * 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert (folder / "checkpoint-3").is_dir()
+
+
+def test_processed_folder_with_a_changed_row_is_refused(tmp_path):
+    """The manifest's file checksums catch what the ids checksum cannot: a changed label_id or world."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from data_scripts.io import load_processed
+
+    from .conftest import REPO_ROOT
+
+    folder = shutil.copytree(REPO_ROOT / "data" / "glossary_el", tmp_path / "glossary_el")
+    load_processed(folder)  # the shipped dataset carries a manifest with file checksums
+    path = folder / "mentions" / "val.parquet"
+    table = pq.read_table(path).to_pylist()
+    table[0]["label_id"] = table[1]["label_id"]  # same ids, same row count: only the content changed
+    path.chmod(0o644)
+    pq.write_table(__import__("pyarrow").Table.from_pylist(table), path)
+    with pytest.raises(CorruptFolderError, match=r"mentions/val\.parquet does not match its checksum"):
+        load_processed(folder)
