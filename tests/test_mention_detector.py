@@ -50,6 +50,16 @@ def test_examples_label_every_known_mention_of_the_text():
     assert [examples[2].text[s:e] for s, e in examples[2].spans] == ["dalek"]
 
 
+def test_examples_never_label_a_span_inside_a_word():
+    """A signature once matched inside a longer word ("prewar of the republic"), a positive no window can hold."""
+    rows = [
+        {"world": "w", "left_context": "", "mention": "war", "right_context": "of the republic"},
+        {"world": "w", "left_context": "we", "mention": "saw", "right_context": "the prewar of the republic"},
+    ]
+    examples = detector_examples(rows)
+    assert [examples[1].text[s:e] for s, e in examples[1].spans] == ["saw"]
+
+
 @pytest.fixture(scope="module")
 def detector_and_tokenizer(tiny_bert_dir):
     from transformers import AutoTokenizer

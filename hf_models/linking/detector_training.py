@@ -42,6 +42,13 @@ def _signature(left: str, mention: str, right: str) -> tuple[str, int, int]:
     return text, start, end
 
 
+def _inside_word(text: str, first: int, last: int) -> bool:
+    """Whether ``text[first : last + 1]`` starts or ends inside a word (a signature is whole words)."""
+    before = text[first - 1] if first > 0 else " "
+    after = text[last + 1] if last + 1 < len(text) else " "
+    return before.isalnum() or after.isalnum()
+
+
 def detector_examples(mentions, min_signature_chars: int = 12) -> list[DetectorExample]:
     """One example per mention row (``left_context``, ``mention``, ``right_context``, ``world``) with every
     labeled mention of its world that occurs in its text (whitespace normalised)."""
@@ -71,6 +78,8 @@ def detector_examples(mentions, min_signature_chars: int = 12) -> list[DetectorE
         automaton = automata.get(world)
         for last, (length, start, end) in automaton.iter(text) if automaton is not None else []:
             first = last - length + 1
+            if _inside_word(text, first, last):  # e.g. "war of the king" inside "prewar of the king"
+                continue
             span = (first + start, first + end)
             if all(span[1] <= s or span[0] >= e for s, e in spans):
                 spans.append(span)
@@ -174,7 +183,9 @@ class MentionDetectorArguments:
             "strict-span F1 on eval_split (otherwise keep --threshold)."
         },
     )
-    max_train_mentions: int | None = field(default=None, metadata={"help": "Keep the first N training rows."})
+    max_train_mentions: int | None = field(
+        default=None, metadata={"help": "Keep N training rows (a seeded sample across all worlds)."}
+    )
     max_eval_mentions: int | None = field(
         default=None, metadata={"help": "Keep the first N evaluation rows."}
     )
@@ -258,8 +269,8 @@ def run_mention_detector_recipe(
         )
     model, tokenizer = build_detector(args)
     train_rows = mentions[args.train_split]
-    if args.max_train_mentions:
-        train_rows = train_rows.select(range(min(args.max_train_mentions, len(train_rows))))
+    if args.max_train_mentions and args.max_train_mentions < len(train_rows):  # a seeded sample of all worlds
+        train_rows = train_rows.shuffle(seed=0).select(range(args.max_train_mentions))
     train = featurize_detector_examples(
         detector_examples(train_rows), tokenizer, args.max_length, args.max_span_width
     )
