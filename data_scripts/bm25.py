@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.k < 1:
         parser.error(f"--k must be >= 1, got {args.k}")
+    if args.context_words < 0:
+        parser.error(f"--context_words must be >= 0, got {args.context_words}")
     mentions, entities = load_processed(args.dataset_dir)
     splits = args.splits or list(mentions)
     missing = [s for s in splits if s not in mentions]

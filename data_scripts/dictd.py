@@ -297,10 +297,22 @@ def write_zeshel_layout(
     output_dir: str | Path,
     worlds: set[str],
 ) -> None:
-    """documents/<world>.json (the `worlds` of the splits) and mentions/<split>.json, in Zeshel's field names."""
-    output_dir = Path(output_dir)
-    (output_dir / "documents").mkdir(parents=True, exist_ok=True)
-    (output_dir / "mentions").mkdir(parents=True, exist_ok=True)
+    """documents/<world>.json (the `worlds` of the splits) and mentions/<split>.json, in Zeshel's field names,
+    replacing ``output_dir`` atomically (a folder that holds no Zeshel layout is refused, never mixed into)."""
+    from hf_models.atomic import atomic_folder
+
+    with atomic_folder(output_dir, replaces="mentions") as folder:
+        _write_zeshel_files(corpus, selected, folder, worlds)
+
+
+def _write_zeshel_files(
+    corpus: GlossaryCorpus,
+    selected: dict[str, list[tuple[str, int, str]]],
+    output_dir: Path,
+    worlds: set[str],
+) -> None:
+    (output_dir / "documents").mkdir()
+    (output_dir / "mentions").mkdir()
     for world in sorted(worlds):
         with open(output_dir / "documents" / f"{world}.json", "w", encoding="utf-8") as handle:
             for entry in corpus.entries.values():
