@@ -34,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from hf_models.atomic import atomic_write_text  # noqa: E402
 from hf_models.bias import cross_entropy  # noqa: E402
 from hf_models.bias_probe import BiasProbe, LabelSpace, label_space_from_datasets  # noqa: E402
 from hf_models.config_parsing import parse_config  # noqa: E402
@@ -249,10 +250,9 @@ def format_table(result: dict) -> str:
 
 
 def write_outputs(result: dict, output_dir: Path) -> dict[str, Path]:
-    output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"table": output_dir / "bias_table.md", "json": output_dir / "bias_zeshel.json"}
-    paths["table"].write_text(format_table(result))
-    paths["json"].write_text(json.dumps(result, indent=2))
+    atomic_write_text(paths["json"], json.dumps(result, indent=2))  # each file whole or absent
+    atomic_write_text(paths["table"], format_table(result))
     return paths
 
 

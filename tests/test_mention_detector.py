@@ -178,3 +178,13 @@ def test_evaluate_module_span_tasks_equal_the_project_functions():
     assert detected["precision"] == pytest.approx(75.0) and detected["recall"] == pytest.approx(100.0)
     ranking = evaluate.load(path).compute(predictions=[["e1", "e2"]], references=["e2"], k=2)
     assert ranking["recall@2"] == pytest.approx(100.0)
+
+
+def test_tuning_keeps_the_configured_threshold_when_nothing_is_found():
+    """F1 0 at every threshold once saved the lowest one tried (0.05), the most permissive."""
+    from types import SimpleNamespace
+
+    from hf_models.linking.detector_training import tune_threshold
+
+    detector = SimpleNamespace(threshold=0.5, candidates=lambda texts, floor: [{} for _ in texts])
+    assert tune_threshold(detector, detector_examples(ROWS)) == 0.5

@@ -19,6 +19,7 @@ from typing import Any
 import ahocorasick
 import torch
 
+from ..atomic import atomic_write_text
 from .inputs import join_context
 
 logger = logging.getLogger(__name__)
@@ -240,6 +241,12 @@ def tune_threshold(detector, examples: Sequence[DetectorExample]) -> float:
         f1 = mention_detection_metrics(gold, predicted)["f1"]
         if f1 > best_f1:
             best, best_f1 = threshold, f1
+    if best_f1 <= 0.0:  # no threshold finds a gold span: keep the configured one rather than the lowest tried
+        logger.warning(
+            "detection threshold: strict-span F1 is 0 at every threshold on the evaluation rows; keeping %.2f",
+            detector.threshold,
+        )
+        return detector.threshold
     logger.info("detection threshold %.2f: strict-span F1 %.2f on the evaluation rows", best, best_f1)
     return best
 
@@ -293,6 +300,6 @@ def run_mention_detector_recipe(
     output = Path(training_args.output_dir)
     trainer.save_model(str(output))
     tokenizer.save_pretrained(str(output))
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2))
     logger.info("mention detector metrics: %s", metrics)
     return metrics
