@@ -21,6 +21,7 @@ from hf_models.input_format import (
     DEFAULT_MARKERS,
     InputFormat,
     MarkerIds,
+    tokenize_parts,
     window_entity,
     window_mention,
 )
@@ -54,11 +55,8 @@ def pad_to(ids: list[int], max_length: int, pad: int) -> tuple[list[int], list[i
 
 
 def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Wordpieces of raw texts; special-token strings in the text ("[unused0]", "[SEP]") are read as text, so data
-    can never insert a marker: the windows alone place the markers and [CLS]/[SEP]."""
-    return tokenizer(
-        texts, add_special_tokens=False, return_attention_mask=False, verbose=False, split_special_tokens=True
-    )["input_ids"]
+    """Wordpieces of raw texts, special-token strings read as text (one implementation with the saved models')."""
+    return tokenize_parts(tokenizer, list(texts))
 
 
 def _word_window(text: str, limit: int, from_left: bool) -> str:

@@ -83,6 +83,16 @@ def window_entity(title: list[int], text: list[int], ids: MarkerIds, max_length:
     return [ids.cls, *body, ids.sep]
 
 
+def tokenize_parts(tokenizer: Any, parts: list[str]) -> list[list[int]]:
+    """Wordpieces of raw text parts; special-token strings inside them ("[unused0]", "[SEP]") are read as text, so
+    only the windows place markers and [CLS] / [SEP] (the featurizer tokenizes the same way)."""
+    if not parts:
+        return []
+    return tokenizer(
+        parts, add_special_tokens=False, return_attention_mask=False, verbose=False, split_special_tokens=True
+    )["input_ids"]
+
+
 def pad_batch(
     rows: list[list[int]], pad: int, length: int | None = None
 ) -> tuple[list[list[int]], list[list[int]]]:
@@ -216,42 +226,41 @@ class InputFormat:
     def mention_ids_from_text(
         self, tokenizer: Any, texts: list[str], max_length: int | None = None
     ) -> list[list[int]]:
-        """Each mention text -> its unpadded model input (the paper's window around the marked mention)."""
+        """Each mention text -> its unpadded model input (the paper's window around the marked mention).
+
+        The text is cut at its two markers and each part tokenized on its own, special-token strings read as text
+        (as the featurizer does), so the ids equal the training pipeline's."""
         length, ids = self._length(max_length), self.marker_ids(tokenizer)
-        rows = []
-        for text, pieces in zip(
-            texts, tokenizer(list(texts), add_special_tokens=False)["input_ids"], strict=True
-        ):
-            starts = [i for i, p in enumerate(pieces) if p == ids.mention_start]
-            ends = [i for i, p in enumerate(pieces) if p == ids.mention_end]
-            if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        start_marker, end_marker = self.mention_start_marker, self.mention_end_marker
+        parts = []
+        for text in texts:
+            start, end = text.find(start_marker), text.find(end_marker)
+            if text.count(start_marker) != 1 or text.count(end_marker) != 1 or end < start:
                 raise ValueError(
-                    f"mention text {text[:80]!r}: needs exactly one {self.mention_start_marker!r} followed by one "
-                    f"{self.mention_end_marker!r} (build it with InputFormat.mention_text(left, mention, right))"
+                    f"mention text {text[:80]!r}: needs exactly one {start_marker!r} followed by one "
+                    f"{end_marker!r} (build it with InputFormat.mention_text(left, mention, right))"
                 )
-            start, end = starts[0], ends[0]
-            rows.append(
-                window_mention(pieces[:start], pieces[start + 1 : end], pieces[end + 1 :], ids, length)
-            )
-        return rows
+            parts += [text[:start], text[start + len(start_marker) : end], text[end + len(end_marker) :]]
+        pieces = tokenize_parts(tokenizer, parts)
+        return [window_mention(*pieces[i : i + 3], ids, length) for i in range(0, len(pieces), 3)]
 
     def entity_ids_from_text(
         self, tokenizer: Any, texts: list[str], max_length: int | None = None
     ) -> list[list[int]]:
-        """Each entity text -> its unpadded model input (``[CLS] title <title_marker> text [SEP]``, cut on the right)."""
+        """Each entity text -> its unpadded model input (``[CLS] title <title_marker> text [SEP]``, cut on the right),
+        cut at its first title marker, each part tokenized on its own as the featurizer does."""
         length, ids = self._length(max_length), self.marker_ids(tokenizer)
-        rows = []
-        for text, pieces in zip(
-            texts, tokenizer(list(texts), add_special_tokens=False)["input_ids"], strict=True
-        ):
-            if ids.title_sep not in pieces:
+        parts = []
+        for text in texts:
+            split = text.find(self.title_marker)
+            if split < 0:
                 raise ValueError(
                     f"entity text {text[:80]!r}: no {self.title_marker!r} (build it with "
                     "InputFormat.entity_text(title, text))"
                 )
-            split = pieces.index(ids.title_sep)
-            rows.append(window_entity(pieces[:split], pieces[split + 1 :], ids, length))
-        return rows
+            parts += [text[:split], text[split + len(self.title_marker) :]]
+        pieces = tokenize_parts(tokenizer, parts)
+        return [window_entity(*pieces[i : i + 2], ids, length) for i in range(0, len(pieces), 2)]
 
     def encode_mentions(
         self, tokenizer: Any, texts: list[str], max_length: int | None = None

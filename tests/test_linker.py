@@ -150,12 +150,11 @@ def test_bad_inputs_name_their_position(dual_dir, built_index):
         linker.link("the [START_ENT] jedi [END_ENT] order")
     with pytest.raises(TypeError, match="input 0: an input must be a string or a JSON object"):
         linker.link([42])
-    with pytest.raises(
-        ValueError, match=r"input 0: the text contains '\[unused0\]', one of the model's input markers"
-    ):
-        linker.link(
-            [{"world": "starwars", "input": "the [unused0] jedi went to [START_ENT] king city [END_ENT]"}]
-        )
+    # the model's marker strings in a text are read as text (featurize splits special tokens): one mention, linked
+    (result,) = linker.link(
+        [{"world": "starwars", "input": "the [unused0] jedi went to [START_ENT] king city [END_ENT]"}]
+    )
+    assert [m.surface for m in result.mentions] == ["king city"]
 
 
 @pytest.mark.parametrize(

@@ -300,3 +300,29 @@ def test_tokenizer_of_another_encoder_is_an_error(tiny_bert_dir) -> None:
     prepare_tokenizer(tokenizer)
     with pytest.raises(ValueError, match="does not belong to this encoder"):
         fit_embeddings(model, tokenizer)
+
+
+def test_special_token_strings_in_text_read_the_same_on_both_paths(tiny_bert_dir):
+    """The featurizer (training, linker) and the saved model's text API tokenize "[SEP]" / marker strings inside
+    the text alike: as text."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
+    from hf_models.input_format import InputFormat
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    prepare_tokenizer(tokenizer)
+    fmt = InputFormat(max_length=32)
+    left, mention, right = "see the [SEP] table", "army", "is [CLS] big [unused2]"
+    featurized = featurize_mentions(
+        datasets.Dataset.from_list([{"left_context": left, "mention": mention, "right_context": right}]),
+        tokenizer,
+        max_length=32,
+    )["mention_input_ids"][0]
+    from_text = fmt.mention_ids_from_text(tokenizer, [fmt.mention_text(left, mention, right)])[0]
+    assert featurized[: len(from_text)] == from_text and featurized.count(tokenizer.sep_token_id) == 1
+    entity = {"entity_id": "e", "world": "w", "title": "a [CLS] b", "text": "c [SEP] d"}
+    featurized = featurize_entities(datasets.Dataset.from_list([entity]), tokenizer, max_length=32)
+    from_text = fmt.entity_ids_from_text(tokenizer, [fmt.entity_text(entity["title"], entity["text"])])[0]
+    assert featurized["entity_input_ids"][0][: len(from_text)] == from_text

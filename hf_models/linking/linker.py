@@ -351,12 +351,6 @@ class EntityLinker:
             text.world = worlds[0]
         elif text.world not in self.index.worlds:
             raise ValueError(f"{where}: world {text.world!r} is not in the index (has {worlds[:5]})")
-        reserved = [m for m in {*self.markers, *self.reranker_markers} if m in text.text]
-        if reserved:  # the tokenizer would read them as mention boundaries (a second start / end marker)
-            raise ValueError(
-                f"{where}: the text contains {reserved[0]!r}, one of the model's input markers "
-                f"{list(self.markers)}; remove or replace it (mark mentions with spans or [START_ENT] ... [END_ENT])"
-            )
         return text
 
     @torch.no_grad()
