@@ -28,9 +28,9 @@ _CITATION = """@inproceedings{zhang-stratos-2021-understanding,
 
 _DESCRIPTION = """Entity-linking metrics of Zhang & Stratos (2021), Section 6.1, on a 0-100 scale:
 top-k recall (micro-averaged over mentions), unnormalized accuracy (top-1 correct over all mentions) and normalized
-accuracy (top-1 correct among the mentions whose gold is among the top-k predictions), both macro-averaged over
+accuracy (top-1 correct among the mentions whose gold is among the top-64 predictions), both macro-averaged over
 worlds, and recall / accuracy per mention category. A mention with an empty prediction list counts as wrong. A world
-in which no mention has its gold among the top-k predictions counts 0 in normalized accuracy (it is not dropped); their
+in which no mention has its gold among the top-64 predictions counts 0 in normalized accuracy (it is not dropped); their
 number is returned as `worlds_without_retrieved_gold`."""
 
 _KWARGS_DESCRIPTION = """
@@ -39,7 +39,9 @@ Args:
     references: list of gold entity ids.
     worlds: optional list of world names (the macro-averaging unit); default: one world.
     categories: optional list of mention categories (e.g. Zeshel's LOW_OVERLAP).
-    k: the k of recall@k and of normalized accuracy's top-k (default 64, the paper's).
+    k: the k of recall@k (default 64).
+    normalized_k: normalized accuracy counts the mentions whose gold is in the top normalized_k (default 64, the
+        paper's: the retriever's 64 candidates).
 Returns: a dict (values 0-100) with recall@1, recall@k, unnormalized_accuracy, normalized_accuracy and
     <category>/recall@k, <category>/accuracy, plus the counts num_mentions, <category>/num_mentions and
     worlds_without_retrieved_gold.
@@ -52,6 +54,7 @@ def linking_metrics(
     worlds: Sequence[str],
     categories: Sequence[str] | None = None,
     ks: Sequence[int] = (1, 64),
+    normalized_k: int = 64,
 ) -> dict[str, float]:
     """Recall@k (micro), normalized/unnormalized accuracy (macro over worlds), and per-category numbers."""
     if not len(gold) == len(ranked) == len(worlds):
@@ -65,7 +68,8 @@ def linking_metrics(
         raise ValueError("no mentions to evaluate")
     hit_at = {k: [g in list(r)[:k] for g, r in zip(gold, ranked, strict=True)] for k in ks}
     top1 = [bool(r) and r[0] == g for g, r in zip(gold, ranked, strict=True)]
-    retrieved = hit_at[max(ks)]  # normalized accuracy counts a mention when its gold is in the top k (k = 64)
+    # normalized accuracy counts a mention when its gold is among the retriever's top 64 (Section 6.1)
+    retrieved = [g in list(r)[:normalized_k] for g, r in zip(gold, ranked, strict=True)]
     metrics = {f"recall@{k}": 100.0 * sum(h) / n for k, h in hit_at.items()}
     unnormalized, normalized, empty = [], [], 0
     for world in sorted(set(worlds)):
@@ -107,13 +111,16 @@ class EntityLinking(evaluate.Metric):
             ),
         )
 
-    def _compute(self, predictions, references, worlds=None, categories=None, k=64):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
+    def _compute(self, predictions, references, worlds=None, categories=None, k=64, normalized_k=64):
+        for name, value in (("k", k), ("normalized_k", normalized_k)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if self.config_name in SPAN_TASKS:
             return span_metrics(predictions, references, linked=self.config_name == "end_to_end")
         worlds = worlds if worlds is not None else ["default"] * len(references)
-        return linking_metrics(references, predictions, worlds, categories, ks=(1, k))
+        return linking_metrics(
+            references, predictions, worlds, categories, ks=(1, k), normalized_k=normalized_k
+        )
 
 
 SPAN_TASKS = ("detection", "end_to_end")  # config names of the whole-pipeline metrics
