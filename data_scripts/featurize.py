@@ -61,15 +61,15 @@ def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
 
 def _word_window(text: str, limit: int, from_left: bool) -> str:
     """The last (``from_left``) or first ~``limit`` characters of ``text``, cut at a space so no word is split (the
-    window's wordpieces are then exactly the whole text's at that end); the whole text when it is short or has no
-    space to cut at."""
+    window's wordpieces are then exactly the whole text's at that end); the whole text when it is short, a plain cut
+    when there is no space to cut at (CJK text, a long URL)."""
     if len(text) <= limit:
         return text
     if from_left:
         match = _SPACE.search(text, len(text) - limit)
-        return text[match.start() :] if match else text
+        return text[match.start() :] if match else text[-limit:]  # no space (CJK, a URL): a plain cut
     cut = max(text.rfind(space, 0, limit) for space in " \t\n\r")
-    return text[:cut] if cut > 0 else text
+    return text[:cut] if cut > 0 else text[:limit]
 
 
 def _tokenize_near_end(tokenizer, texts: list[str], max_length: int, from_left: bool) -> list[list[int]]:

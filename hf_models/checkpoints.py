@@ -46,7 +46,8 @@ def load_negatives(folder: str | Path) -> MinedNegatives:
 
 def negatives_fingerprint(mentions, entities, args) -> dict:
     """What a checkpoint's negatives were mined for: the training mentions and entities (count and sha256 of the
-    ordered ids: negatives are stored by row), K - 1, and the sampler settings that drew them."""
+    ordered ids: negatives are stored by row), K - 1, and the sampler and pool that drew them (not the seed: the
+    negatives stay valid draws under another one)."""
     return {
         "num_mentions": len(mentions),
         "mentions_sha256": ids_checksum(mentions.mention_ids),
@@ -56,7 +57,6 @@ def negatives_fingerprint(mentions, entities, args) -> dict:
         "negatives": args.negatives,
         "hard_fraction": float(args.hard_fraction),
         "negative_pool": args.negative_pool,
-        "seed": args.seed,
     }
 
 

@@ -322,11 +322,11 @@ class EntityIndex:
         }
         return save_worlds(self.worlds, directory, settings)
 
-    def load(self, directory: str | Path) -> EntityIndex:
+    def load(self, directory: str | Path, verify_checksums: bool = True) -> EntityIndex:
         """Read worlds written by :meth:`save` into ``self.worlds``, checked against the manifest
         (:func:`~hf_models.index_storage.load_worlds`). The saved FAISS indices are reused when this index searches
         with FAISS; otherwise they are rebuilt or skipped as this index's settings say."""
-        worlds, meta = load_worlds(directory, show_progress=self.show_progress)
+        worlds, meta = load_worlds(directory, self.show_progress, verify_checksums)
         for world, (entry, sub) in worlds.items():
             entry.faiss_index = self._load_faiss(sub / "faiss", entry.representation, meta)
             self.worlds[world] = entry

@@ -241,7 +241,7 @@ def read_candidate_file(path: str | Path, mentions: MentionTable, entities: Enti
     """Read a candidate file back as a Ranking aligned with `mentions` (every mention must be present, once, with
     distinct candidates of its own world; errors name the file and line)."""
     by_id, line_of = {}, {}
-    with Path(path).open() as handle:
+    with Path(path).open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, 1):
             where = f"{path}:{line_number}"
             try:

@@ -80,14 +80,15 @@ def save_worlds(worlds: dict[str, WorldEntities], directory: str | Path, setting
 
 
 def load_worlds(
-    directory: str | Path, show_progress: bool = True
+    directory: str | Path, show_progress: bool = True, verify_checksums: bool = True
 ) -> tuple[dict[str, tuple[WorldEntities, Path]], dict]:
     """Read the worlds written by :func:`save_worlds` -> ({world: (entry without FAISS index, its sub-folder)},
     the manifest).
 
     Every world's files are checked against ``worlds.json`` (sha256 of each file, row counts, sha256 of the ordered
     ids): a mismatch or an unreadable file raises :class:`~hf_models.atomic.CorruptFolderError` naming the folder and the
-    file.
+    file. ``verify_checksums=False`` skips the file checksums (counts and ids are still checked): a large trusted index
+    then loads without reading every file twice.
     """
     folder = readable_folder(directory)
     if not (folder / WORLDS_FILE).exists():
@@ -100,7 +101,8 @@ def load_worlds(
         rep = _load_representation(sub / REPRESENTATION_FILE, folder)
         entry = WorldEntities(entity_ids=_load_ids(sub / ENTITY_IDS_FILE, folder), representation=rep)
         _check_world(entry, spec, sub, folder)
-        check_files_sha256(sub, spec.get("files_sha256", {}), folder / WORLDS_FILE)  # not in older indices
+        if verify_checksums:  # reads every file once more (~1.5 s per GB here); not in older indices
+            check_files_sha256(sub, spec.get("files_sha256", {}), folder / WORLDS_FILE)
         worlds[world] = (entry, sub)
     return worlds, meta
 

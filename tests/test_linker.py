@@ -235,6 +235,10 @@ def test_index_settings_win_over_the_linker_s_and_say_so(dual_dir, built_index, 
         and "backend='exact': using it instead of 'faiss'" in said
     )
     assert (linker.max_length, linker.index.backend) == (64, "exact")
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # nothing chosen by the caller: the index's settings apply silently
+        EntityLinker.from_pretrained(dual_dir, show_progress=False).load_index(built_index[0])
+    assert "using it instead of" not in " ".join(r.getMessage() for r in caplog.records)
 
 
 def test_tokenizer_that_no_longer_lowercases_is_refused(dual_dir, built_index):

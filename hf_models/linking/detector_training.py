@@ -277,7 +277,7 @@ def run_mention_detector_recipe(
     model, tokenizer = build_detector(args)
     train_rows = mentions[args.train_split]
     if args.max_train_mentions and args.max_train_mentions < len(train_rows):  # a seeded sample of all worlds
-        train_rows = train_rows.shuffle(seed=0).select(range(args.max_train_mentions))
+        train_rows = train_rows.shuffle(seed=training_args.seed).select(range(args.max_train_mentions))
     train = featurize_detector_examples(
         detector_examples(train_rows), tokenizer, args.max_length, args.max_span_width
     )

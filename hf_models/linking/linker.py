@@ -108,6 +108,10 @@ class EntityLinker:
         self.detector = detector
         self.nil_threshold = check_threshold(nil_threshold, "nil_threshold")
         self.index_kwargs = index_kwargs
+        # what the caller chose (an index's recorded settings override these with a warning, the defaults silently)
+        self._given = (
+            {"max_length": max_length, **index_kwargs} if max_length is not None else dict(index_kwargs)
+        )
         self.index = self._new_index(**index_kwargs)
         self.entities: dict[
             str, datasets.Dataset
@@ -237,7 +241,7 @@ class EntityLinker:
             saved["tokenizer"], tokenizer_fingerprint(self.tokenizer, self.markers), "tokenizer", folder
         )
         options, entity_files = saved["options"], saved["entity_files"]
-        self._warn_overridden(manifest_path, {"max_length": self.max_length, **self.index_kwargs}, options)
+        self._warn_overridden(manifest_path, self._given, options)
         self.max_length = options.pop("max_length")
         self.index_kwargs.update(options, store_dtype=getattr(torch, saved["store_dtype"]))
         try:
