@@ -5,7 +5,8 @@ temporary sibling (``.NAME.tmp-PID@HOST-XXXX``), every file is fsynced, and the 
 The previous version is kept (renamed to ``.NAME.old``) until the new one is in place, so a process killed at any
 moment leaves either the previous complete folder or the new complete folder; :func:`readable_folder` finds it
 (it reads ``.NAME.old`` when a kill fell between the two renames of the swap). Single files go through
-:func:`atomic_write_bytes` / :func:`atomic_write_text` (temporary sibling, fsync, ``os.replace``).
+:func:`atomic_file` and its wrappers :func:`atomic_write_bytes` / :func:`atomic_write_text` /
+:func:`atomic_write_jsonl` (temporary sibling, fsync, ``os.replace``).
 
 Fault injection: ``HARD_NCE_EL_FAULT=point[@n][,point[@n]...]`` makes :func:`fault_point` SIGKILL the process the
 ``n``-th time (default: first) it reaches ``point``. The tests (tests/test_faults.py) kill a subprocess at each

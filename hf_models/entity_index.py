@@ -47,7 +47,7 @@ class EntityIndex:
             products, fp32 accumulation), or "auto": the encoding's autocast dtype when the query side has several
             vectors (som, genpoly-m: [m x m'] products per pair dominate), float32 otherwise (dual, multi-m,
             poly-m: one query vector, cheap, and exactly what FAISS returns). Measured exactness: benchmarks/README.md.
-        encode_dtype: "auto" (bf16 autocast on GPUs and on CPUs with native bf16), "float32", "bfloat16".
+        encode_dtype: "auto" (bf16 autocast on GPUs and on CPUs with AMX), "float32", "bfloat16", "float16".
         store_dtype: dtype of the stored entity representations (float16 halves memory).
         chunk_size: entities scored per chunk (bounds memory at N x chunk_size scores).
         backend: "exact" (chunked products, any architecture) or "faiss" (dual and multi-m only; top-k search).

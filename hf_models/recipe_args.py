@@ -69,10 +69,10 @@ class DataArguments:
     eval_split: str = field(default="val", metadata={"help": "Validation split (model selection)."})
     test_split: str | None = field(default="test", metadata={"help": "Test split evaluated at the end."})
     max_train_mentions: int | None = field(
-        default=None, metadata={"help": "Keep the first N training mentions."}
+        default=None, metadata={"help": "Keep N training mentions (a seeded sample across all worlds)."}
     )
     max_eval_mentions: int | None = field(
-        default=None, metadata={"help": "Keep the first N mentions of eval/test."}
+        default=None, metadata={"help": "Keep N mentions of eval/test (a seeded sample across all worlds)."}
     )
     num_proc: int = field(default=1, metadata={"help": "Processes for featurization."})
     candidates_dir: str | None = field(

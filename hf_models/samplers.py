@@ -34,7 +34,7 @@ For without-replacement draws these are per-draw (first-draw) probabilities, the
 or, with a :class:`~hf_models.keyed_noise.KeyedNoise` in place of the generator, given (seed, epoch, row keys,
 column keys): every random number is then a hash of its coordinates, so any row / column chunking (and the
 streaming miner of ``hf_models.streaming``) draws exactly the same negatives. Selections are made by
-:func:`top_k_lowest_index` (ties broken towards the lower entity index), so they are deterministic too.
+:func:`~hf_models.draws.top_k_lowest_index` (ties broken towards the lower entity index), so they are deterministic too.
 The random part of mixed draws, for each row, K - 1 distinct non-gold entities in uniformly random order
 (Floyd) and keeps the first ones that are not hard negatives: a uniform subset of the remaining entities, and
 the same draw whether the hard part was found in one pass or streamed.

@@ -8,7 +8,7 @@ the device ``chunk_size`` entities at a time and keeps, per mention:
 - the running top ``k_hard`` of the Gumbel-perturbed logits ``s + G`` (hard / mixed) or of ``s`` (topk), with
   ties broken towards the lower pool position (:func:`~hf_models.draws.top_k_positions`);
 - the running logsumexp of the allowed non-gold logits (the normalizer of the proposal of eq. 10);
-- the logits of the mention's pre-drawn ordered uniform ids (the random part of mixed, see ``samplers``).
+- the logits of the mention's pre-drawn ordered uniform ids (the random part of mixed, see :func:`~hf_models.draws.random_order_draws`).
 
 G comes from :class:`~hf_models.keyed_noise.KeyedNoise`, a hash of (seed, epoch, mention id, entity id), so each
 (mention, entity) key is the same whatever the chunking; the top-k of a union is the top-k of the partial top-k

@@ -18,7 +18,7 @@ class NCETrainingArguments(TrainingArguments):
     negatives: str = field(
         default="hard",
         metadata={
-            "help": "Negative distribution: random (uniform over the world's entities, gold excluded), hard "
+            "help": "Negative distribution: random (uniform over the negative pool's entities, gold excluded), hard "
             "(K-1 without replacement with p ∝ exp(s), eq. 8), mixed (hard_percent% hard, rest random) or topk "
             "(greedy, Gillick et al.). Re-mined at the start of every epoch with the current model.",
             "choices": list(NEGATIVE_STRATEGIES),
@@ -60,7 +60,8 @@ class NCETrainingArguments(TrainingArguments):
     encode_dtype: str = field(
         default="auto",
         metadata={
-            "help": "Autocast dtype for encoding during mining/eval: auto (bf16 where the hardware has it), float32, bfloat16."
+            "help": "Autocast dtype for encoding during mining/eval: auto (bf16 on GPUs and AMX CPUs, fp16 on GPUs "
+            "without bf16), float32, bfloat16, float16."
         },
     )
     entity_store_dtype: str = field(
