@@ -255,23 +255,25 @@ def _dataset_name(directory: Path) -> str | None:
     return None
 
 
-def check_replaceable(output_dir: Path, pretty_name: str, overwrite: bool) -> None:
-    """Refuse (unless ``overwrite``) to replace a folder holding another dataset or files that are no dataset."""
+def check_replaceable(output_dir: Path, pretty_name: str, overwrite: bool, shown: Path | None = None) -> None:
+    """Refuse (unless ``overwrite``) to replace a folder holding another dataset or files that are no dataset.
+    ``shown``: the folder the messages name (the user's ``--output_dir`` when ``output_dir`` is its kept previous
+    version)."""
     if overwrite or not output_dir.exists():
         return
     if not output_dir.is_dir():
-        raise FileExistsError(f"--output_dir {output_dir} is a file")
+        raise FileExistsError(f"--output_dir {shown or output_dir} is a file")
     if not any(output_dir.iterdir()):
         return
     name = _dataset_name(output_dir)
     if name is None:
         raise FileExistsError(
-            f"--output_dir {output_dir} is not empty and holds no processed dataset: refusing to replace it "
+            f"--output_dir {shown or output_dir} is not empty and holds no processed dataset: refusing to replace it "
             "(pass --overwrite / overwrite=True to replace it)"
         )
     if name != pretty_name:
         raise FileExistsError(
-            f"--output_dir {output_dir} holds the dataset {name!r}, not {pretty_name!r}: refusing to replace "
+            f"--output_dir {shown or output_dir} holds the dataset {name!r}, not {pretty_name!r}: refusing to replace "
             "it (pass --overwrite / overwrite=True to replace it)"
         )
 
@@ -296,7 +298,7 @@ def write_processed(
 
     output_dir = Path(output_dir)
     previous = readable_folder(output_dir)  # its kept previous version after a kill between two renames
-    check_replaceable(previous, pretty_name, overwrite)
+    check_replaceable(previous, pretty_name, overwrite, shown=output_dir)
     validate_tables(mentions, entities)
     counts = count_rows(mentions, entities)
     with atomic_folder(output_dir) as folder:
