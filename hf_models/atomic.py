@@ -231,11 +231,12 @@ def files_sha256(folder: Path) -> dict[str, str]:
 
 def check_files_sha256(folder: Path, expected: dict[str, str], manifest: Path) -> None:
     """Every file ``expected`` lists (:func:`files_sha256`) is present below ``folder`` with that content; else a
-    :class:`CorruptFolderError` naming the file and the manifest."""
-    found = files_sha256(folder)
+    :class:`CorruptFolderError` naming the file and the manifest. Only the listed files are read."""
     for name, digest in expected.items():
-        if found.get(name) != digest:
-            state = "is missing" if name not in found else "does not match its checksum"
+        path = folder / name
+        present = path.is_file()
+        if not present or file_sha256(path) != digest:
+            state = "is missing" if not present else "does not match its checksum"
             raise CorruptFolderError(
                 f"{folder / name} {state} in {manifest} (changed, truncated or copied from another index since it "
                 "was saved): rebuild the index"
