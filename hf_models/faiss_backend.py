@@ -399,10 +399,10 @@ class FaissIndex:
         self.on_gpu = self._want_gpu()
         self.index = self._to_gpu(index) if self.on_gpu else index
         self.vector_to_entity = np.load(folder / MAP_FILE)
-        saved_entities = num_entities if num_entities is not None else saved_count
+        rows = saved_count if num_entities is None else num_entities  # the caller's entity rows, when given
         mapped = self.vector_to_entity
         if (
-            saved_count != saved_entities
+            saved_count != rows
             or index.ntotal != len(mapped)
             or (len(mapped) and (int(mapped.min()) < 0 or int(mapped.max()) >= saved_count))
         ):
@@ -411,7 +411,7 @@ class FaissIndex:
             raise CorruptFolderError(
                 f"{folder}: {INDEX_FILE} holds {index.ntotal} vectors, {MAP_FILE} maps {len(mapped)} to entities "
                 f"0..{int(mapped.max()) if len(mapped) else -1}, {META_FILE} records {saved_count} entities and the "
-                f"index {saved_entities}: the files do not belong together; rebuild the index"
+                f"index {rows}: the files do not belong together; rebuild the index"
             )
         self.num_entities, self.max_vectors_per_entity = saved_count, max_vectors
         self.set_search_params(nprobe=nprobe, ef_search=ef_search)
