@@ -39,6 +39,7 @@ from .validation import (
     check_mentions,
     decode_line,
     id_field,
+    is_id,
     read_jsonl,
     text_field,
 )
@@ -77,7 +78,7 @@ def gold_id(record: dict[str, Any]) -> str | None:
             value = provenance.get("wikipedia_id")
             if value in (None, ""):
                 continue
-            if isinstance(value, bool) or not isinstance(value, str | int):
+            if not is_id(value):
                 raise ValueError(f"field 'output[].provenance[].wikipedia_id' must be an id, got {value!r}")
             return str(value)
     return None
@@ -231,7 +232,7 @@ def candidate_ids(path: Path, problems: ProblemLog) -> set[str]:
             raise ValueError(f"{path}:{line}: field {name!r} must be a list, got {type(listed).__name__}")
         for candidate in listed:
             value = candidate.get("entity_id") if isinstance(candidate, dict) else candidate
-            if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+            if not is_id(value):
                 raise ValueError(
                     f"{path}:{line}: {name} entries must be entity ids (or objects with one under 'entity_id'), "
                     f"got {candidate!r:.60}"

@@ -103,10 +103,15 @@ def decode_line(raw: bytes, where: str, problems: ProblemLog) -> str | None:
         return None
 
 
+def is_id(value: Any) -> bool:
+    """An id is a non-empty string or an integer (not a bool, a float, a list or null)."""
+    return not isinstance(value, bool) and isinstance(value, str | int) and bool(str(value).strip())
+
+
 def id_field(record: dict[str, Any], name: str, where: str, problems: ProblemLog) -> str | None:
     """A record's id field as a string: a non-empty string or an integer; null, "", floats, lists are reported."""
     value = record.get(name)
-    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+    if not is_id(value):
         problems.report(
             BAD_FIELD, f"{where}: field {name!r} must be a non-empty string or integer id, got {value!r}"
         )
