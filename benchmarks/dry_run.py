@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine_line, release_freed_memory, reset_peak_rss, rss_bytes  # noqa: E402
-from hf_models.scoring import Representation  # noqa: E402
+from hf_models.modeling.scoring import Representation  # noqa: E402
 
 ROWS: list[dict] = []
 
@@ -125,7 +125,7 @@ def featurize(cli, model_dir: Path):
 
     from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
     from data_scripts.io import load_processed
-    from hf_models.tables import EntityTable, MentionTable
+    from hf_models.index.tables import EntityTable, MentionTable
 
     with Stage("both", "load + featurize training worlds") as row:
         if cli.dataset_dir:
@@ -156,9 +156,9 @@ def featurize(cli, model_dir: Path):
 
 
 def run_architecture(cli, architecture: str, model_dir: Path, table, train) -> None:
-    from hf_models.entity_index import EntityIndex
-    from hf_models.mining import NegativeMiner
-    from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE
+    from hf_models.index.entity_index import EntityIndex
+    from hf_models.modeling.modeling_retriever import MODEL_BY_ARCHITECTURE
+    from hf_models.training.mining import NegativeMiner
 
     model = MODEL_BY_ARCHITECTURE[architecture].from_encoder(str(model_dir)).eval()
     index = EntityIndex(

@@ -8,7 +8,7 @@ Prints, for the device it runs on:
    time to encode Zeshel's 332,632 training entities (goal: <= 45 s);
 2. host -> device bandwidth of the pinned fp16 entity store;
 3. mining throughput for dual and som against the training pool with the real streaming code
-   (``hf_models.streaming.stream_partial``: host store streamed in chunks, exact keyed Gumbel-top-k), as
+   (``hf_models.training.streaming.stream_partial``: host store streamed in chunks, exact keyed Gumbel-top-k), as
    mention x entity pairs per second, and the projected time of one mining epoch (49,275 mentions x 332,632
    entities) including the store transfers;
 4. training step time (median, AdamW, bf16 autocast) per architecture at K = 64 and 4 mentions (joint: 2);
@@ -31,10 +31,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine_line, matmul_peak, synchronize, timed  # noqa: E402
-from hf_models.entity_index import autocast_for  # noqa: E402
-from hf_models.keyed_noise import KeyedNoise  # noqa: E402
-from hf_models.scoring import Representation  # noqa: E402
-from hf_models.streaming import pin_if_cuda, stream_partial  # noqa: E402
+from hf_models.index.entity_index import autocast_for  # noqa: E402
+from hf_models.modeling.scoring import Representation  # noqa: E402
+from hf_models.training.keyed_noise import KeyedNoise  # noqa: E402
+from hf_models.training.streaming import pin_if_cuda, stream_partial  # noqa: E402
 
 ZESHEL = {"train_entities": 332_632, "train_mentions": 49_275, "val_entities": 89_549, "val_mentions": 10_000}
 BF16_PEAK = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12}  # dense
@@ -220,8 +220,8 @@ def check_mining(cli, architecture: str, model, device, dtype, encode_rate: floa
 
 
 def build(architecture: str, folder: Path):
-    from hf_models.modeling_joint import JointRerankerModel
-    from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE
+    from hf_models.modeling.modeling_joint import JointRerankerModel
+    from hf_models.modeling.modeling_retriever import MODEL_BY_ARCHITECTURE
 
     if architecture == "joint":
         return JointRerankerModel.from_encoder(str(folder))

@@ -1,7 +1,7 @@
 """Entity-index scaling benchmark: build/query time, memory and recall@k of each search backend.
 
 Backends: ``exact`` (torch chunked matmul + running top-k, what ``EntityIndex`` does without FAISS), and the
-FAISS backends of ``hf_models.faiss_backend.FaissIndex``: ``flat`` (exact), ``ivf``, ``hnsw``. For every
+FAISS backends of ``hf_models.index.faiss_backend.FaissIndex``: ``flat`` (exact), ``ivf``, ``hnsw``. For every
 (size, dim) the synthetic clustered entity vectors are generated once; each (dtype, backend) case then builds an
 index, searches ``--queries`` mentions for the top ``--k`` and reports:
 
@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import release_freed_memory, reset_peak_rss, rss_bytes  # noqa: E402
 
-from hf_models.faiss_backend import FaissIndex  # noqa: E402
+from hf_models.index.faiss_backend import FaissIndex  # noqa: E402
 
 KILT_ENTITIES = 5_903_530
 BYTES = {"fp32": 4, "fp16": 2}
@@ -90,7 +90,7 @@ class ExactTorch:
 
 
 class Faiss:
-    """hf_models.faiss_backend.FaissIndex with the benchmark's parameters."""
+    """hf_models.index.faiss_backend.FaissIndex with the benchmark's parameters."""
 
     def __init__(self, kind: str, dtype: str, dim: int, num: int, args: argparse.Namespace) -> None:
         nlist = args.nlist or max(1, int(math.sqrt(num)))

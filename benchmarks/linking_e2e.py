@@ -25,9 +25,9 @@ import torch
 from _common import machine_line
 
 from data_scripts.io import load_processed
-from hf_models.evaluation import end_to_end_linking_metrics, mention_detection_metrics
+from hf_models.index.evaluation import end_to_end_linking_metrics, mention_detection_metrics
 from hf_models.linking import EntityLinker, TrainedDetector
-from hf_models.linking.detector_training import run_mention_detector_recipe
+from hf_models.recipes.detector_training import run_mention_detector_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 KB_WORLD = "test"
@@ -96,12 +96,12 @@ def train_retriever(cli: argparse.Namespace) -> str:
     own pieces but without its final retrieval over every split (minutes less on 2 shared cores)."""
     from transformers import AutoTokenizer, set_seed
 
-    from hf_models.collator import candidate_inputs
-    from hf_models.entity_index import EntityIndex
-    from hf_models.mining import NegativeMiner
-    from hf_models.model_setup import build_model
-    from hf_models.recipe import load_recipe_data
-    from hf_models.recipe_args import DataArguments, ModelArguments, resolve_encoder
+    from hf_models.index.entity_index import EntityIndex
+    from hf_models.index.tables import candidate_inputs
+    from hf_models.recipes.model_setup import build_model
+    from hf_models.recipes.recipe import load_recipe_data
+    from hf_models.recipes.recipe_args import DataArguments, ModelArguments, resolve_encoder
+    from hf_models.training.mining import NegativeMiner
 
     set_seed(42)
     output = Path(cli.output_dir) / "retriever"

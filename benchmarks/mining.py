@@ -12,7 +12,7 @@ dual:
   * ``ours exact, top-k``: the same encodings, ``EntityIndex.search`` (chunked exact top-k).
   * ``ours faiss flat, top-k``: the same encodings added to a ``FaissIndex`` (``backend="faiss"``), searched.
   * ``ST mine_hard_negatives``: ``sentence_transformers.util.mine_hard_negatives`` on the SAME model (the dual's
-    two towers exported with ``hf_models.st_export.export_sentence_transformer``: query route = mention encoder,
+    two towers exported with ``hf_models.publishing.st_export.export_sentence_transformer``: query route = mention encoder,
     document route = entity encoder, CLS pooling), the same mention / entity texts (``mention_text`` /
     ``entity_text``, re-tokenized by the same tokenizer at the same max length), ``num_negatives`` top negatives.
     End to end includes its tokenization, encoding, top-k and dataset assembly; its post-encoding stage is timed
@@ -53,18 +53,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import machine_line, matmul_peak, release_freed_memory, reset_peak_rss, rss_bytes  # noqa: E402
 
-from hf_models.entity_index import (  # noqa: E402
+from hf_models.index.entity_index import (  # noqa: E402
     EntityIndex,
     WorldEntities,
     autocast_for,
     encode_in_batches,
     resolve_encode_dtype,
 )
-from hf_models.faiss_backend import FaissIndex  # noqa: E402
-from hf_models.model_setup import build_model  # noqa: E402
-from hf_models.recipe import load_recipe_data  # noqa: E402
-from hf_models.recipe_args import DataArguments, ModelArguments, resolve_encoder  # noqa: E402
-from hf_models.samplers import sample_negatives  # noqa: E402
+from hf_models.index.faiss_backend import FaissIndex  # noqa: E402
+from hf_models.recipes.model_setup import build_model  # noqa: E402
+from hf_models.recipes.recipe import load_recipe_data  # noqa: E402
+from hf_models.recipes.recipe_args import DataArguments, ModelArguments, resolve_encoder  # noqa: E402
+from hf_models.training.samplers import sample_negatives  # noqa: E402
 
 # faiss-cpu is a dependency of the repo, but a GPU image may lack it: its rows are then left out (and said so).
 HAVE_FAISS = importlib.util.find_spec("faiss") is not None
@@ -171,7 +171,7 @@ def world_data(args, tokenizer):
     """(entity ids, ids [E, T], mask [E, T], entity texts, mention ids/mask [N, T], gold rows in the pool [N],
     mention texts, gold entity texts) of the mentions and entity pool chosen by :func:`pool_rows`."""
     from data_scripts.io import load_processed
-    from hf_models.st_export import entity_text, mention_text
+    from hf_models.publishing.st_export import entity_text, mention_text
 
     data = load_recipe_data(
         DataArguments(
@@ -307,7 +307,7 @@ def bench_st(args, model, tokenizer, data, meter: Meter, flops: float) -> list[R
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
-    from hf_models.st_export import export_sentence_transformer
+    from hf_models.publishing.st_export import export_sentence_transformer
 
     scratch = Path(tempfile.mkdtemp(prefix="mining_bench_st_"))
     try:

@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from hf_models.recipe import run_retriever_recipe
+from hf_models.recipes.recipe import run_retriever_recipe
 
 KEYS = ("recall@8", "recall@64", "unnormalized_accuracy")
 DEMO_CONFIG = str(Path(__file__).resolve().parents[1] / "recipes" / "configs" / "demo_som.yaml")

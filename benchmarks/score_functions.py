@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-from hf_models.all_pairs import DEFAULT_MAX_BLOCK_ELEMENTS, _auto_chunk_size, all_pairs_score
-from hf_models.configuration_retriever import CONFIG_BY_ARCHITECTURE, RetrieverConfig, config_for
-from hf_models.scoring import Representation
+from hf_models.modeling.all_pairs import DEFAULT_MAX_BLOCK_ELEMENTS, _auto_chunk_size, all_pairs_score
+from hf_models.modeling.configuration_retriever import CONFIG_BY_ARCHITECTURE, RetrieverConfig, config_for
+from hf_models.modeling.scoring import Representation
 
 SIZED = {"poly": 16, "multi": 8, "genpoly": 16}
 

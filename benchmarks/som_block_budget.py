@@ -1,7 +1,7 @@
 """som all-pairs scoring (eq. 9, hard attention) by interaction-block budget, as % of the measured matmul peak.
 
 ``all_pairs_score`` chunks the keys so that one ``[N, chunk, m, m']`` block holds at most a budget of values
-(``hf_models.all_pairs.max_block_elements``: 2**24 on a CPU, 2**28 on a GPU). This times it at several budgets on
+(``hf_models.modeling.all_pairs.max_block_elements``: 2**24 on a CPU, 2**28 on a GPU). This times it at several budgets on
 random representations, full width and with lengths uniform in [tokens / 8, tokens], and can time a previous
 version beside it, checking that both give the same scores (``--previous``): a copy of that commit's
 ``hf_models/`` folder (e.g. ``git archive 1917947 hf_models | tar -x -C /tmp/old`` and ``--previous
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine_line, matmul_peak, timed  # noqa: E402
 from hf_models import all_pairs  # noqa: E402
-from hf_models.encoding import autocast_for  # noqa: E402
+from hf_models.index.encoding import autocast_for  # noqa: E402
 
 
 def median_seconds(fn, device: torch.device, repeats: int) -> float:

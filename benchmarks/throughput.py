@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import machine_line, matmul_peak, timed  # noqa: E402
 
 from data_scripts.featurize import prepare_tokenizer  # noqa: E402
-from hf_models.encoding import autocast_for, encode_in_batches, resolve_encode_dtype  # noqa: E402
-from hf_models.entity_index import EntityIndex  # noqa: E402
-from hf_models.model_setup import build_model  # noqa: E402
-from hf_models.precision import exactness_report  # noqa: E402
-from hf_models.recipe import load_recipe_data  # noqa: E402
-from hf_models.recipe_args import DataArguments, ModelArguments, resolve_encoder  # noqa: E402
-from hf_models.scoring import Representation  # noqa: E402
+from hf_models.analysis.precision import exactness_report  # noqa: E402
+from hf_models.index.encoding import autocast_for, encode_in_batches, resolve_encode_dtype  # noqa: E402
+from hf_models.index.entity_index import EntityIndex  # noqa: E402
+from hf_models.modeling.scoring import Representation  # noqa: E402
+from hf_models.recipes.model_setup import build_model  # noqa: E402
+from hf_models.recipes.recipe import load_recipe_data  # noqa: E402
+from hf_models.recipes.recipe_args import DataArguments, ModelArguments, resolve_encoder  # noqa: E402
 
 
 def previous_encode(

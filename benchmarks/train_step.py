@@ -51,13 +51,13 @@ from transformers import TrainerCallback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import machine_line, synchronize  # noqa: E402
 
-from hf_models.losses import adjusted_nce_loss, nce_loss  # noqa: E402
-from hf_models.model_setup import build_model  # noqa: E402
-from hf_models.recipe import load_recipe_data  # noqa: E402
-from hf_models.recipe_args import DataArguments, ModelArguments, resolve_encoder  # noqa: E402
-from hf_models.tables import EntityTable, MentionTable  # noqa: E402
-from hf_models.trainer import NCETrainer  # noqa: E402
-from hf_models.training_args import NCETrainingArguments  # noqa: E402
+from hf_models.index.tables import EntityTable, MentionTable  # noqa: E402
+from hf_models.modeling.losses import adjusted_nce_loss, nce_loss  # noqa: E402
+from hf_models.recipes.model_setup import build_model  # noqa: E402
+from hf_models.recipes.recipe import load_recipe_data  # noqa: E402
+from hf_models.recipes.recipe_args import DataArguments, ModelArguments, resolve_encoder  # noqa: E402
+from hf_models.training.trainer import NCETrainer  # noqa: E402
+from hf_models.training.training_args import NCETrainingArguments  # noqa: E402
 
 
 def world_tables(

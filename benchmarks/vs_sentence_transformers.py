@@ -192,7 +192,7 @@ def load_tables(cli: argparse.Namespace, tokenizer) -> Tables:
     """Featurize the processed tables once; the `pool` variant merges the worlds into one retrieval pool."""
     from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
     from data_scripts.io import load_processed
-    from hf_models.tables import EntityTable, MentionTable
+    from hf_models.index.tables import EntityTable, MentionTable
 
     prepare_tokenizer(tokenizer)
     mentions, entities = load_processed(cli.dataset_dir)
@@ -243,8 +243,8 @@ def decode(tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> 
 # ------------------------------------------------------------------------------------------ evaluation
 def evaluate(model, tables: Tables, batch_size: int = 128) -> tuple[dict, float]:
     """This repo's evaluation of any retriever on the eval splits -> ({split: metrics}, seconds)."""
-    from hf_models.entity_index import EntityIndex
-    from hf_models.evaluation import evaluate_ranking, retrieve_splits
+    from hf_models.index.entity_index import EntityIndex
+    from hf_models.index.evaluation import evaluate_ranking, retrieve_splits
 
     start = time.perf_counter()
     model.eval()
@@ -349,7 +349,7 @@ def run_pylate(cli: argparse.Namespace, tables: Tables, encoder: str) -> tuple[d
     import subprocess
     import tempfile
 
-    from hf_models.evaluation import Ranking, evaluate_ranking
+    from hf_models.index.evaluation import Ranking, evaluate_ranking
 
     if not cli.pylate_python:
         raise SystemExit(
@@ -407,10 +407,10 @@ def run_pylate(cli: argparse.Namespace, tables: Tables, encoder: str) -> tuple[d
 # ------------------------------------------------------------------------------------------ this repo
 def train_nce(cli: argparse.Namespace, tables: Tables, name: str, encoder: str):
     """One NCETrainer run with the row's settings (mining at every epoch included)."""
-    from hf_models.model_setup import build_model
-    from hf_models.recipe_args import ModelArguments
-    from hf_models.trainer import NCETrainer
-    from hf_models.training_args import NCETrainingArguments
+    from hf_models.recipes.model_setup import build_model
+    from hf_models.recipes.recipe_args import ModelArguments
+    from hf_models.training.trainer import NCETrainer
+    from hf_models.training.training_args import NCETrainingArguments
 
     settings = SYSTEMS[name]
     model = build_model(
@@ -458,7 +458,7 @@ def train_nce(cli: argparse.Namespace, tables: Tables, name: str, encoder: str):
 def main() -> None:
     from transformers import AutoTokenizer, set_seed
 
-    from hf_models.recipe_args import resolve_encoder
+    from hf_models.recipes.recipe_args import resolve_encoder
 
     cli = parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -521,7 +521,7 @@ def main() -> None:
 
 
 def print_table(cli: argparse.Namespace, rows: list[dict], tables: Tables) -> None:
-    from hf_models.encoding import cpu_has_fast_bf16
+    from hf_models.index.encoding import cpu_has_fast_bf16
 
     pool = len(tables.eval_entities) if cli.variant == "pool" else "its world's"
     encoding = "bf16" if cpu_has_fast_bf16() else "fp32"

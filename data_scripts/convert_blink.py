@@ -190,9 +190,9 @@ def save_dual_encoder(
     """Build this repository's ``DualEncoderModel``, load both towers strictly and ``save_pretrained`` it (with the
     tokenizer, its marker tokens registered) into ``output_dir`` atomically."""
     from hf_models.atomic import atomic_folder
-    from hf_models.configuration_retriever import DualConfig
-    from hf_models.model_setup import fit_embeddings
-    from hf_models.modeling_retriever import DualEncoderModel
+    from hf_models.modeling.configuration_retriever import DualConfig
+    from hf_models.modeling.modeling_retriever import DualEncoderModel
+    from hf_models.recipes.model_setup import fit_embeddings
 
     from .featurize import prepare_tokenizer
 

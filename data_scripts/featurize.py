@@ -6,7 +6,7 @@ side cannot use goes to the other. Entity: ``[CLS] title [title_sep] text [SEP]`
 ``max_length``. The three marker tokens default to BERT's free ``[unused0]``, ``[unused1]``, ``[unused2]``;
 :func:`prepare_tokenizer` registers them as special tokens (new ids only for markers the vocabulary lacks: then
 the model's embeddings must grow to cover them). The text form of these inputs and the ids are defined in
-:mod:`hf_models.input_format`, which saved models carry.
+:mod:`hf_models.modeling.input_format`, which saved models carry.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import datasets
 
-from hf_models.input_format import (
+from hf_models.modeling.input_format import (
     DEFAULT_MARKERS,
     InputFormat,
     MarkerIds,
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 _SPACE = re.compile(r"[ \t\n\r]")
 
 Markers = MarkerIds  # ids of the three markers plus [CLS]/[SEP]/[PAD]
-# The paper's windows: one implementation, in hf_models/input_format.py (shipped inside every saved model).
+# The paper's windows: one implementation, in hf_models/modeling/input_format.py (shipped inside every saved model).
 mention_ids = window_mention
 entity_ids = window_entity
 

@@ -30,24 +30,17 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
-from .validation import validate_tables
+from .validation import (
+    ENTITY_COLUMNS,
+    MENTION_COLUMNS,
+    check_name,  # noqa: F401  (data_scripts.jsonl imports it from here)
+    validate_tables,
+)
 
 logger = logging.getLogger(__name__)
 
-MENTION_COLUMNS = (
-    "mention_id",
-    "world",
-    "left_context",
-    "mention",
-    "right_context",
-    "label_id",
-    "category",
-    "split",
-)
-ENTITY_COLUMNS = ("entity_id", "world", "title", "text")
 MENTION_FEATURES = datasets.Features({name: datasets.Value("string") for name in MENTION_COLUMNS})
 ENTITY_FEATURES = datasets.Features({name: datasets.Value("string") for name in ENTITY_COLUMNS})
-_SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
 MANIFEST_FILE = "manifest.json"
 LAYOUT = ("mentions", "entities", "counts.json", "README.md", MANIFEST_FILE)
 
@@ -327,15 +320,6 @@ def write_processed(
     return counts
 
 
-def check_name(name: str, kind: str) -> None:
-    if not isinstance(name, str) or not _SPLIT_NAME.match(name):
-        raise ValueError(
-            f"{kind} name {name!r} must match {_SPLIT_NAME.pattern} (it becomes a file/split name)"
-        )
-    if kind == "split" and name == "all":  # datasets reserves it: such a split is written but never loads
-        raise ValueError("split name 'all' is reserved by the datasets library; choose another")
-
-
 def counts_summary(counts: dict[str, Any]) -> str:
     mentions = ", ".join(f"{split}={sum(c.values())}" for split, c in counts["mentions"].items())
     return f"mentions: {mentions}; entities: {sum(counts['entities'].values())} in {len(counts['entities'])} worlds"
@@ -394,7 +378,7 @@ def push_processed(
 ) -> str:
     """Upload a processed folder (Parquet + card) as a Hub dataset repo, after :func:`check_processed` (a corrupt
     folder is never uploaded); clear error when offline."""
-    from hf_models.hub import push_folder
+    from hf_models.publishing.hub import push_folder
 
     check_processed(output_dir)
     return push_folder(

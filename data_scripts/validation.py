@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,20 @@ if TYPE_CHECKING:
     import datasets
 
 logger = logging.getLogger(__name__)
+
+# The processed tables' contract (docs/design.md); data_scripts.io writes and reads tables of these columns.
+MENTION_COLUMNS = (
+    "mention_id",
+    "world",
+    "left_context",
+    "mention",
+    "right_context",
+    "label_id",
+    "category",
+    "split",
+)
+ENTITY_COLUMNS = ("entity_id", "world", "title", "text")
+_SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
 
 # Reasons (the keys of ProblemLog.counts).
 MALFORMED_JSON = "malformed_json"
@@ -248,8 +263,6 @@ def validate_tables(mentions: datasets.DatasetDict, entities: datasets.Dataset) 
     """Everything :func:`write_processed` needs before it touches the output folder: names usable as file names,
     the contract columns, non-empty splits and worlds, unique non-empty ids (mention ids over ALL splits), non-empty
     titles and texts, and every gold an entity of its mention's world. Errors name the split/world, id and field."""
-    from .io import ENTITY_COLUMNS, MENTION_COLUMNS, check_name
-
     missing = [c for c in ENTITY_COLUMNS if c not in entities.column_names]
     if missing:
         raise ValueError(f"entities: missing column(s) {missing}; has {entities.column_names}")
@@ -298,3 +311,12 @@ def validate_tables(mentions: datasets.DatasetDict, entities: datasets.Dataset) 
 def _check_id(value: Any, where: str, field_name: str) -> None:
     if not isinstance(value, str) or not value.strip() or value == "None":
         raise ValueError(f"{where}: {field_name} must be a non-empty string, got {value!r}")
+
+
+def check_name(name: str, kind: str) -> None:
+    if not isinstance(name, str) or not _SPLIT_NAME.match(name):
+        raise ValueError(
+            f"{kind} name {name!r} must match {_SPLIT_NAME.pattern} (it becomes a file/split name)"
+        )
+    if kind == "split" and name == "all":  # datasets reserves it: such a split is written but never loads
+        raise ValueError("split name 'all' is reserved by the datasets library; choose another")

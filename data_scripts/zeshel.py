@@ -19,7 +19,7 @@ from typing import Any
 
 import datasets
 
-from hf_models.evaluation import check_candidate_ids
+from hf_models.index.evaluation import check_candidate_ids
 from hf_models.progress import tqdm
 
 from .io import entities_dataset, mentions_dataset

@@ -1,9 +1,24 @@
-"""Zero-shot entity linking retrievers and rerankers trained with hard-negative NCE (Zhang & Stratos, 2021)."""
+"""Zero-shot entity linking retrievers and rerankers trained with hard-negative NCE (Zhang & Stratos, 2021).
 
-from .all_pairs import all_pairs_score
-from .configuration_joint import JointConfig
-from .configuration_mention_detector import MentionDetectorConfig
-from .configuration_retriever import (
+The package is split into rooms by purpose; a lower room never imports a higher one
+(``tests/test_layout.py`` checks it):
+
+    modeling/    the remote-code files copied into every saved model folder (imports only itself)
+    index/       entity tables, encoding, EntityIndex (exact / FAISS), evaluation of rankings
+    linking/     EntityLinker, mention detectors, the ``python -m hf_models.linking`` command line
+    publishing/  model cards, Hub pushes, sentence-transformers export
+    training/    NCETrainer + NCETrainingArguments, negative mining and sampling, collator, callbacks
+    analysis/    gradient bias (Section 3), its live probe, score precision
+    recipes/     the plumbing the scripts under recipes/ share (arguments, YAML + CLI, model setup)
+
+``atomic`` (crash-safe writers) and ``progress`` (quiet-off-a-terminal bars) are shared by every room but
+``modeling``. The public names below are importable from ``hf_models`` directly.
+"""
+
+from .modeling.all_pairs import all_pairs_score
+from .modeling.configuration_joint import JointConfig
+from .modeling.configuration_mention_detector import MentionDetectorConfig
+from .modeling.configuration_retriever import (
     CONFIG_BY_ARCHITECTURE,
     DualConfig,
     GenPolyConfig,
@@ -13,10 +28,10 @@ from .configuration_retriever import (
     SomConfig,
     config_for,
 )
-from .losses import adjusted_nce_loss, nce_loss
-from .modeling_joint import JointRerankerModel
-from .modeling_mention_detector import MentionDetectorModel
-from .modeling_retriever import (
+from .modeling.losses import adjusted_nce_loss, nce_loss
+from .modeling.modeling_joint import JointRerankerModel
+from .modeling.modeling_mention_detector import MentionDetectorModel
+from .modeling.modeling_retriever import (
     MODEL_BY_ARCHITECTURE,
     DualEncoderModel,
     GenPolyModel,
@@ -28,7 +43,7 @@ from .modeling_retriever import (
     SumOfMaxModel,
     candidate_loss,
 )
-from .scoring import Representation, code_reduction, general_score
+from .modeling.scoring import Representation, code_reduction, general_score
 
 __all__ = [
     "CONFIG_BY_ARCHITECTURE",

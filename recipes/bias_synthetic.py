@@ -34,8 +34,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from hf_models.bias import cross_entropy, gradient_bias, population_rows  # noqa: E402
-from hf_models.config_parsing import parse_config  # noqa: E402
+from hf_models.analysis.bias import cross_entropy, gradient_bias, population_rows  # noqa: E402
+from hf_models.recipes.config_parsing import parse_config  # noqa: E402
 
 logger = logging.getLogger("bias_synthetic")
 DEFAULT_CONFIG = REPO_ROOT / "recipes" / "configs" / "bias_synthetic.yaml"

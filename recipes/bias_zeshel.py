@@ -2,7 +2,7 @@
 
 Sample ``num_mentions`` (paper: 64) mentions of ``split``; the label space Y is their golds plus, per mention,
 an entity whose description contains the mention (else a random entity of its world): up to 2P = 128 entities
-(``hf_models.bias_probe.build_label_space``). J_CE (eq. 2) normalises over Y; J_HARD (eq. 5) over K = 8
+(``hf_models.analysis.bias_probe.build_label_space``). J_CE (eq. 2) normalises over Y; J_HARD (eq. 5) over K = 8
 candidates (7 negatives random / hard / mixed-50) averaged over ``num_draws`` (paper: 500) draws.
 
 ||b(theta)|| = ||grad J_CE - grad J_HARD|| (Section 3.1) is reported at two parameter points, both reached from
@@ -34,16 +34,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from hf_models.analysis.bias import cross_entropy  # noqa: E402
+from hf_models.analysis.bias_probe import BiasProbe, LabelSpace, label_space_from_datasets  # noqa: E402
 from hf_models.atomic import atomic_write_text  # noqa: E402
-from hf_models.bias import cross_entropy  # noqa: E402
-from hf_models.bias_probe import BiasProbe, LabelSpace, label_space_from_datasets  # noqa: E402
-from hf_models.config_parsing import parse_config  # noqa: E402
-from hf_models.losses import nce_loss  # noqa: E402
-from hf_models.model_setup import fit_embeddings  # noqa: E402
-from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE  # noqa: E402
-from hf_models.recipe_args import resolve_encoder  # noqa: E402
-from hf_models.samplers import sample_negatives  # noqa: E402
-from hf_models.tables import EntityTable, MentionTable  # noqa: E402
+from hf_models.index.tables import EntityTable, MentionTable  # noqa: E402
+from hf_models.modeling.losses import nce_loss  # noqa: E402
+from hf_models.modeling.modeling_retriever import MODEL_BY_ARCHITECTURE  # noqa: E402
+from hf_models.recipes.config_parsing import parse_config  # noqa: E402
+from hf_models.recipes.model_setup import fit_embeddings  # noqa: E402
+from hf_models.recipes.recipe_args import resolve_encoder  # noqa: E402
+from hf_models.training.samplers import sample_negatives  # noqa: E402
 
 logger = logging.getLogger("bias_zeshel")
 DEFAULT_CONFIG = REPO_ROOT / "recipes" / "configs" / "bias_zeshel.yaml"

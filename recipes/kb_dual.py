@@ -10,7 +10,7 @@ accuracy and recall@8 on both variants of benchmarks/vs_sentence_transformers.py
 (README, "The practitioner's baseline").
 """
 
-from hf_models.recipe import recipe_main
+from hf_models.recipes.recipe import recipe_main
 
 main = recipe_main(__file__)
 

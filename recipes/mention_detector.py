@@ -3,12 +3,12 @@
     python recipes/mention_detector.py [--config recipes/configs/mention_detector.yaml] [--flag value ...]
 
 The result (config, weights, tokenizer) loads with ``AutoModel.from_pretrained`` and links raw text with
-``python -m hf_models.link --detector OUTPUT_DIR ...`` (docs/linking.md).
+``python -m hf_models.linking --detector OUTPUT_DIR ...`` (docs/linking.md).
 """
 
 from pathlib import Path
 
-from hf_models.linking.detector_training import run_mention_detector_recipe
+from hf_models.recipes.detector_training import run_mention_detector_recipe
 
 DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "mention_detector.yaml")
 

@@ -5,7 +5,7 @@
 The YAML holds the paper's settings; every command-line flag overrides it.
 """
 
-from hf_models.recipe import recipe_main
+from hf_models.recipes.recipe import recipe_main
 
 main = recipe_main(__file__)
 

@@ -213,7 +213,7 @@ def tiny_el(tiny_bert_dir):
     from transformers import AutoTokenizer
 
     from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
-    from hf_models.tables import EntityTable, MentionTable
+    from hf_models.index.tables import EntityTable, MentionTable
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     prepare_tokenizer(tokenizer)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hf_models.recipe import run_retriever_recipe  # noqa: E402
-from hf_models.trainer import NCETrainer  # noqa: E402
+from hf_models.recipes.recipe import run_retriever_recipe  # noqa: E402
+from hf_models.training.trainer import NCETrainer  # noqa: E402
 
 
 def main() -> None:

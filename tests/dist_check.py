@@ -17,10 +17,10 @@ from conftest import make_tiny_tables  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer  # noqa: E402
-from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE  # noqa: E402
-from hf_models.tables import EntityTable, MentionTable  # noqa: E402
-from hf_models.trainer import NCETrainer  # noqa: E402
-from hf_models.training_args import NCETrainingArguments  # noqa: E402
+from hf_models.index.tables import EntityTable, MentionTable  # noqa: E402
+from hf_models.modeling.modeling_retriever import MODEL_BY_ARCHITECTURE  # noqa: E402
+from hf_models.training.trainer import NCETrainer  # noqa: E402
+from hf_models.training.training_args import NCETrainingArguments  # noqa: E402
 
 
 def main() -> None:

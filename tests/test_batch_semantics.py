@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from data_scripts.io import write_processed
-from hf_models.recipe import apply_total_batch
-from hf_models.training_args import NCETrainingArguments
+from hf_models.recipes.recipe import apply_total_batch
+from hf_models.training.training_args import NCETrainingArguments
 
 from .conftest import REPO_ROOT, make_tiny_tables
 

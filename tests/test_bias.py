@@ -9,7 +9,7 @@ import torch
 from scipy.stats import chisquare
 from torch import nn
 
-from hf_models.bias import (
+from hf_models.analysis.bias import (
     cross_entropy,
     exact_gradient_bias,
     exact_nce_loss,
@@ -18,7 +18,7 @@ from hf_models.bias import (
     negative_tuple_log_probs,
     population_rows,
 )
-from hf_models.samplers import hard_negatives
+from hf_models.training.samplers import hard_negatives
 
 DT = torch.float64
 
@@ -86,7 +86,7 @@ def test_mixed_and_topk_estimates_are_finite(toy):
 
 
 def test_draw_chunking_matches_unchunked(monkeypatch, toy):
-    import hf_models.bias as bias
+    import hf_models.analysis.bias as bias
 
     score_fn, _, gold = toy
     full = expected_nce_loss(score_fn(), gold, "hard", 2, 40, torch.Generator().manual_seed(3))

@@ -1,4 +1,4 @@
-"""hf_models.bias_probe: Appendix C's label space, the probe's ||b(theta)|| and the GradientBiasCallback."""
+"""hf_models.analysis.bias_probe: Appendix C's label space, the probe's ||b(theta)|| and the GradientBiasCallback."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState
 
-from hf_models.bias import cross_entropy, exact_gradient_bias, gradient_bias
-from hf_models.bias_probe import (
+from hf_models.analysis.bias import cross_entropy, exact_gradient_bias, gradient_bias
+from hf_models.analysis.bias_probe import (
     PARTNER_CONTAINS,
     PARTNER_RANDOM,
     BiasProbe,
@@ -19,9 +19,9 @@ from hf_models.bias_probe import (
     build_label_space,
     trainable_parameters,
 )
-from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE
-from hf_models.trainer import NCETrainer
-from hf_models.training_args import NCETrainingArguments
+from hf_models.modeling.modeling_retriever import MODEL_BY_ARCHITECTURE
+from hf_models.training.trainer import NCETrainer
+from hf_models.training.training_args import NCETrainingArguments
 
 # ------------------------------------------------------------------------------------------- label space
 

@@ -10,9 +10,9 @@ from data_scripts.featurize import featurize_entities, featurize_mentions, prepa
 from data_scripts.io import load_processed, write_processed
 from data_scripts.zeshel import main as zeshel_main
 from data_scripts.zeshel import read_zeshel, tfidf_candidate_records
-from hf_models.evaluation import read_candidate_file
-from hf_models.recipe import fixed_negatives, run_reranker_recipe
-from hf_models.tables import EntityTable, MentionTable
+from hf_models.index.evaluation import read_candidate_file
+from hf_models.index.tables import EntityTable, MentionTable
+from hf_models.recipes.recipe import fixed_negatives, run_reranker_recipe
 
 from .conftest import REPO_ROOT, make_tiny_tables
 

@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from hf_models.config_parsing import parse_config
+from hf_models.recipes.config_parsing import parse_config
 
 
 @dataclass
@@ -35,8 +35,8 @@ def test_missing_config_file(tmp_path):
 
 
 def test_help_lists_config(capsys):
-    from hf_models.recipe_args import DataArguments, ModelArguments
-    from hf_models.training_args import NCETrainingArguments
+    from hf_models.recipes.recipe_args import DataArguments, ModelArguments
+    from hf_models.training.training_args import NCETrainingArguments
 
     with pytest.raises(SystemExit) as exit_info:
         parse_config(
@@ -84,8 +84,8 @@ def test_unknown_yaml_key_suggests_the_closest(tmp_path):
     ],
 )
 def test_out_of_range_values_are_refused_naming_the_flag(tmp_path, flags, message):
-    from hf_models.recipe_args import DataArguments, ModelArguments
-    from hf_models.training_args import NCETrainingArguments
+    from hf_models.recipes.recipe_args import DataArguments, ModelArguments
+    from hf_models.training.training_args import NCETrainingArguments
 
     argv = ["--output_dir", str(tmp_path), "--use_cpu", "true", "--report_to", "none", *flags]
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -93,7 +93,7 @@ def test_out_of_range_values_are_refused_naming_the_flag(tmp_path, flags, messag
 
 
 def test_miner_refuses_a_hard_fraction_outside_0_1(tiny_el):
-    from hf_models.mining import NegativeMiner
+    from hf_models.training.mining import NegativeMiner
 
     _, entities, splits = tiny_el
     for fraction in (1.05, -0.05):

@@ -93,7 +93,7 @@ def test_rejects_non_blink_and_add_linear_checkpoints():
 
 def test_cli_saves_a_dual_encoder_that_scores_like_blink(tmp_path, tiny_bert_dir):
     """End to end: CLI -> DualEncoderModel.save_pretrained -> from_pretrained; scores = BLINK's [CLS] dot products."""
-    modeling = pytest.importorskip("hf_models.modeling_retriever")
+    modeling = pytest.importorskip("hf_models.modeling.modeling_retriever")
     context, cand = blink_towers()
     torch.save(blink_state_dict(context, cand, prefix="module."), tmp_path / "biencoder.bin")
     main(

@@ -44,9 +44,9 @@ SETUPS = {
         from transformers import AutoTokenizer
         from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
         from hf_models import DualEncoderModel
-        from hf_models.tables import EntityTable, MentionTable
-        from hf_models.trainer import NCETrainer
-        from hf_models.training_args import NCETrainingArguments
+        from hf_models.index.tables import EntityTable, MentionTable
+        from hf_models.training.trainer import NCETrainer
+        from hf_models.training.training_args import NCETrainingArguments
         from tests.conftest import make_tiny_tables
 
         tokenizer = AutoTokenizer.from_pretrained("out/dual")

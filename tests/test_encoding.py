@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from hf_models.encoding import encode_in_batches, length_sorted_batches, model_state_key
-from hf_models.entity_index import EntityIndex
-from hf_models.evaluation import retrieve, retrieve_splits
-from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE
-from hf_models.trainer import NCETrainer, ReleaseEncodingsCallback
+from hf_models.index.encoding import encode_in_batches, length_sorted_batches, model_state_key
+from hf_models.index.entity_index import EntityIndex
+from hf_models.index.evaluation import retrieve, retrieve_splits
+from hf_models.modeling.modeling_retriever import MODEL_BY_ARCHITECTURE
+from hf_models.training.trainer import NCETrainer, ReleaseEncodingsCallback
 from tests.test_trainer import tiny_args
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hf_models.evaluation import linking_metrics
+from hf_models.index.evaluation import linking_metrics
 
 
 def test_linking_metrics_by_hand():

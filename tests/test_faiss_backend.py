@@ -1,4 +1,4 @@
-"""FaissIndex (hf_models/faiss_backend.py) against exact torch top-k: flat exact, ivf/hnsw recall, multi-vector."""
+"""FaissIndex (hf_models/index/faiss_backend.py) against exact torch top-k: flat exact, ivf/hnsw recall, multi-vector."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 pytest.importorskip("faiss")
 
-from hf_models.faiss_backend import FaissIndex, first_hit_per_entity  # noqa: E402
+from hf_models.index.faiss_backend import FaissIndex, first_hit_per_entity  # noqa: E402
 
 
 def clustered(num: int, dim: int, num_clusters: int, seed: int, noise: float = 0.3) -> torch.Tensor:

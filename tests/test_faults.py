@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from hf_models.atomic import FAULT_ENV, CorruptFolderError
-from hf_models.entity_index import EntityIndex, WorldEntities
-from hf_models.scoring import Representation
+from hf_models.index.entity_index import EntityIndex, WorldEntities
+from hf_models.modeling.scoring import Representation
 
 
 def dummy_model() -> torch.nn.Module:

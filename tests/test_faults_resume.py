@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from data_scripts.io import write_processed
 from hf_models.atomic import FAULT_ENV
-from hf_models.checkpoints import NEGATIVES_NAME, checkpoint_problem, resolve_resume
+from hf_models.training.checkpoints import NEGATIVES_NAME, checkpoint_problem, resolve_resume
 
 from .conftest import REPO_ROOT, make_tiny_tables
 

@@ -5,7 +5,7 @@ from unittest import mock
 
 import pytest
 
-from hf_models.hub import HubUnavailableError, push_folder
+from hf_models.publishing.hub import HubUnavailableError, push_folder
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_recipe_finish_pushes_the_inference_folder(recipe_output, monkeypatch):
     from types import SimpleNamespace
 
     from hf_models import recipe
-    from hf_models.training_args import NCETrainingArguments
+    from hf_models.training.training_args import NCETrainingArguments
 
     folder, inference = recipe_output
     api = mock.MagicMock()

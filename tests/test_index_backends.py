@@ -8,8 +8,8 @@ import torch
 from transformers import BertConfig
 
 from hf_models import DualConfig, DualEncoderModel, MultiConfig, MultiVectorModel, SomConfig, SumOfMaxModel
-from hf_models.entity_index import EntityIndex, WorldEntities, topk_recall
-from hf_models.scoring import Representation
+from hf_models.index.entity_index import EntityIndex, WorldEntities, topk_recall
+from hf_models.modeling.scoring import Representation
 
 BACKBONE = BertConfig(
     vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32

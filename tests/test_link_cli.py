@@ -1,4 +1,4 @@
-"""`python -m hf_models.link`: build-index then link raw text (a real subprocess) gives the Python API's results."""
+"""`python -m hf_models.linking`: build-index then link raw text (a real subprocess) gives the Python API's results."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from data_scripts.zeshel import read_zeshel
-from hf_models.link import main
 from hf_models.linking import EntityLinker
+from hf_models.linking.cli import main
 
 from .test_linker import mention_records, save_retriever
 
@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "hf_models.link", *args, "--no_progress"],
+        [sys.executable, "-m", "hf_models.linking", *args, "--no_progress"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

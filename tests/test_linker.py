@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from data_scripts.zeshel import read_zeshel
-from hf_models.linker import EntityLinker, IndexMismatchError
+from hf_models.linking import EntityLinker, IndexMismatchError
 
 
 def save_retriever(model_class, tiny_bert_dir: Path, folder: Path, **config) -> Path:

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_models.losses import adjusted_nce_loss, nce_loss
-from hf_models.modeling_retriever import candidate_loss
+from hf_models.modeling.losses import adjusted_nce_loss, nce_loss
+from hf_models.modeling.modeling_retriever import candidate_loss
 
 
 def test_nce_loss_is_cross_entropy_with_gold_at_zero() -> None:

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from hf_models import MentionDetectorModel
-from hf_models.evaluation import end_to_end_linking_metrics, mention_detection_metrics
+from hf_models.index.evaluation import end_to_end_linking_metrics, mention_detection_metrics
 from hf_models.linking.detection import TrainedDetector
-from hf_models.linking.detector_training import (
+from hf_models.modeling.modeling_mention_detector import span_logits
+from hf_models.recipes.detector_training import (
     collate_detector_features,
     detector_examples,
     featurize_detector_examples,
 )
-from hf_models.modeling_mention_detector import span_logits
 
 ROWS = [  # two rows cut from the same document: each text holds the other's labeled mention too
     {
@@ -184,7 +184,7 @@ def test_tuning_keeps_the_configured_threshold_when_nothing_is_found():
     """F1 0 at every threshold once saved the lowest one tried (0.05), the most permissive."""
     from types import SimpleNamespace
 
-    from hf_models.linking.detector_training import tune_threshold
+    from hf_models.recipes.detector_training import tune_threshold
 
     detector = SimpleNamespace(threshold=0.5, candidates=lambda texts, floor: [{} for _ in texts])
     assert tune_threshold(detector, detector_examples(ROWS)) == 0.5

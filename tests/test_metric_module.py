@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_models.evaluation import linking_metrics
+from hf_models.index.evaluation import linking_metrics
 
 from .conftest import REPO_ROOT
 

@@ -18,7 +18,7 @@ from transformers.training_args import OptimizerNames
 
 from data_scripts.featurize import prepare_tokenizer
 from hf_models import DualEncoderModel, JointRerankerModel
-from hf_models.model_card import hub_id, split_metrics, write_model_card
+from hf_models.publishing.model_card import hub_id, split_metrics, write_model_card
 
 RESULTS = {
     "val": {"recall@64": 81.25, "recall@1": 40.0, "unnormalized_accuracy": 35.5, "normalized_accuracy": 43.7, "num_mentions": 10},
@@ -96,7 +96,7 @@ def test_card_text_has_no_reprs_enums_or_paths(folders, name: str, tiny_bert_dir
 
 
 def test_card_kinds_of_negatives() -> None:
-    from hf_models.model_card import describe
+    from hf_models.publishing.model_card import describe
 
     config = SimpleNamespace(architecture="som", model_type="nce-som", similarity="dot")
     assert "30% hard" in describe(config, training_args(negatives="mixed", hard_percent=30.0))
@@ -123,7 +123,7 @@ def test_helpers() -> None:
     assert (
         hub_id("data/glossary_el") is None
     )  # a local folder (the recipes pass dataset_dir) is no Hub dataset
-    from hf_models.model_card import card_data
+    from hf_models.publishing.model_card import card_data
 
     config = SimpleNamespace(architecture="dual", model_type="nce-dual")
     local = card_data(config, {}, dataset="data/glossary_el")

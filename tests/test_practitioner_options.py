@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from hf_models import DualConfig, DualEncoderModel, PolyConfig, RetrieverConfig, SomConfig, SumOfMaxModel
-from hf_models.losses import shared_candidate_scores
-from hf_models.scoring import mean_reduction
-from hf_models.trainer import NCETrainer
+from hf_models.modeling.losses import shared_candidate_scores
+from hf_models.modeling.scoring import mean_reduction
+from hf_models.training.trainer import NCETrainer
 
 from .test_models import batch_inputs, make_batch
 from .test_trainer import tiny_args
@@ -148,8 +148,8 @@ def test_som_takes_cosine_and_shares_candidates(tiny_bert_dir):
 def test_reduction_auto_reads_the_sentence_transformers_pooling_config(tmp_path, tiny_bert_dir):
     import json
 
-    from hf_models.model_setup import sentence_transformers_pooling
-    from hf_models.recipe_args import resolve_encoder
+    from hf_models.recipes.model_setup import sentence_transformers_pooling
+    from hf_models.recipes.recipe_args import resolve_encoder
 
     assert (
         sentence_transformers_pooling(resolve_encoder("embedded")) == "mean"
@@ -178,11 +178,11 @@ def test_cpu_bf16_training_is_warned_about(tmp_path, caplog, monkeypatch):
             "flags : avx512_bf16" if str(self) == "/proc/cpuinfo" else real_read_text(self, *a, **k)
         ),
     )
-    with caplog.at_level(logging.WARNING, logger="hf_models.recipe"):
+    with caplog.at_level(logging.WARNING, logger="hf_models.recipes.recipe"):
         recipe.warn_cpu_bf16_training(tiny_args(tmp_path, bf16=True))
     assert "--bf16 false" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="hf_models.recipe"):
+    with caplog.at_level(logging.WARNING, logger="hf_models.recipes.recipe"):
         recipe.warn_cpu_bf16_training(tiny_args(tmp_path, bf16=False))
     assert caplog.text == ""
 
@@ -225,7 +225,7 @@ def test_shared_candidates_encode_each_entity_once_with_the_same_loss_and_gradie
 
 
 def test_freeze_word_embeddings_keeps_the_tables_and_trains_the_rest(tmp_path, tiny_bert_dir, tiny_el):
-    from hf_models.trainer import freeze_word_embeddings
+    from hf_models.training.trainer import freeze_word_embeddings
 
     tokenizer, entities, splits = tiny_el
     torch.manual_seed(0)
@@ -251,7 +251,7 @@ def test_freeze_word_embeddings_keeps_the_tables_and_trains_the_rest(tmp_path, t
 
 
 def test_world_batches_are_one_world_each_seeded_and_cover_every_mention(tmp_path, tiny_bert_dir, tiny_el):
-    from hf_models.collator import WorldBatchSampler
+    from hf_models.training.collator import WorldBatchSampler
 
     tokenizer, entities, splits = tiny_el
     train = splits["train"]
@@ -304,7 +304,7 @@ def test_world_batches_stay_one_world_per_device_on_two_processes(tiny_el, size)
     from accelerate.data_loader import prepare_data_loader
     from torch.utils.data import DataLoader
 
-    from hf_models.collator import WorldBatchSampler
+    from hf_models.training.collator import WorldBatchSampler
 
     _, _, splits = tiny_el
     train = splits["train"]

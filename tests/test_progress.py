@@ -44,8 +44,8 @@ def test_switched_off(monkeypatch):
 
 
 def test_recipe_disable_tqdm_switches_progress_off():
-    from hf_models.recipe import setup_logging
-    from hf_models.training_args import NCETrainingArguments
+    from hf_models.recipes.recipe import setup_logging
+    from hf_models.training.training_args import NCETrainingArguments
 
     args = NCETrainingArguments(output_dir="unused", disable_tqdm=True, report_to="none", use_cpu=True)
     setup_logging(args)

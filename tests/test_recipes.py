@@ -7,7 +7,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from data_scripts.io import load_processed, write_processed
-from hf_models.recipe import run_reranker_recipe, run_retriever_recipe
+from hf_models.recipes.recipe import run_reranker_recipe, run_retriever_recipe
 
 from .conftest import REPO_ROOT, make_tiny_tables
 from .test_text_api import check_clean_results, run_clean
@@ -102,9 +102,9 @@ def test_evaluate_module_loads_offline():
 )
 def test_every_training_config_parses(config):
     """Every YAML holds only known keys and valid values (bf16 configs are checked on CPU with use_cpu)."""
-    from hf_models.config_parsing import parse_config
-    from hf_models.recipe_args import DataArguments, ModelArguments
-    from hf_models.training_args import NCETrainingArguments
+    from hf_models.recipes.config_parsing import parse_config
+    from hf_models.recipes.recipe_args import DataArguments, ModelArguments
+    from hf_models.training.training_args import NCETrainingArguments
 
     model_args, data_args, args = parse_config(
         [ModelArguments, DataArguments, NCETrainingArguments],

@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from hf_models.checkpoints import load_negatives, negatives_problem
-from hf_models.mining import MinedNegatives
-from hf_models.trainer import NEGATIVES_NAME, NCETrainer
+from hf_models.training.checkpoints import load_negatives, negatives_problem
+from hf_models.training.mining import MinedNegatives
+from hf_models.training.trainer import NEGATIVES_NAME, NCETrainer
 
 from .test_trainer import make_model, tiny_args
 

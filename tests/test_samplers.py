@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from hf_models.samplers import (
+from hf_models.training.samplers import (
     STRATEGIES,
     hard_negatives,
     mixed_negatives,
@@ -146,7 +146,7 @@ def test_candidate_mask_is_respected(scores, gold):
 
 
 def test_row_chunking_does_not_change_validity(monkeypatch, scores, gold):
-    import hf_models.samplers as samplers
+    import hf_models.training.samplers as samplers
 
     monkeypatch.setattr(samplers, "_CHUNK_ELEMENTS", 3 * E)  # 3 rows per chunk
     for strategy in ("hard", "mixed", "topk"):

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from hf_models.all_pairs import all_pairs_score
-from hf_models.entity_index import EntityIndex
-from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE
-from hf_models.precision import exactness_report, first_draw_distribution
+from hf_models.analysis.precision import exactness_report, first_draw_distribution
+from hf_models.index.entity_index import EntityIndex
+from hf_models.modeling.all_pairs import all_pairs_score
+from hf_models.modeling.modeling_retriever import MODEL_BY_ARCHITECTURE
 
 
 def varied_side(rows: int, width: int, hidden: int, generator, min_len: int = 1):

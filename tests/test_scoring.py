@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_models.all_pairs import (
+from hf_models.modeling.all_pairs import (
     BYTES_PER_BLOCK_ELEMENT,
     DEFAULT_MAX_BLOCK_ELEMENTS,
     GPU_MAX_BLOCK_ELEMENTS,
@@ -13,7 +13,7 @@ from hf_models.all_pairs import (
     all_pairs_score,
     max_block_elements,
 )
-from hf_models.scoring import Representation, code_reduction, general_score
+from hf_models.modeling.scoring import Representation, code_reduction, general_score
 
 H = 8
 

@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
 from data_scripts.zeshel import read_zeshel
 from hf_models import MultiVectorModel
-from hf_models.st_export import entity_text, export_sentence_transformer, mention_text
+from hf_models.publishing.st_export import entity_text, export_sentence_transformer, mention_text
 
 from .test_linker import save_retriever
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from hf_models.entity_index import EntityIndex
-from hf_models.keyed_noise import KeyedNoise, fmix64, fmix64_int, string_keys
-from hf_models.mining import NegativeMiner
-from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE
-from hf_models.samplers import hard_negatives, sample_negatives
-from hf_models.scoring import Representation
-from hf_models.streaming import merge_partials, stream_partial
+from hf_models.index.entity_index import EntityIndex
+from hf_models.modeling.modeling_retriever import MODEL_BY_ARCHITECTURE
+from hf_models.modeling.scoring import Representation
+from hf_models.training.keyed_noise import KeyedNoise, fmix64, fmix64_int, string_keys
+from hf_models.training.mining import NegativeMiner
+from hf_models.training.samplers import hard_negatives, sample_negatives
+from hf_models.training.streaming import merge_partials, stream_partial
 
 N, E, K1 = 9, 23, 6
 
@@ -99,7 +99,7 @@ def test_streamed_equals_full_row_draw_for_draw(strategy, chunk):
         merged = merge_partials(parts, num_hard)
         ids = merged.ids
         if strategy == "mixed":
-            from hf_models.draws import combine_hard_and_random
+            from hf_models.training.draws import combine_hard_and_random
 
             ids = torch.cat([ids, draws.gather(1, combine_hard_and_random(ids, draws, K1))], 1)
         assert torch.equal(ids, full.ids), (strategy, chunk, shards)

@@ -15,9 +15,9 @@ from transformers import AutoTokenizer
 
 from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
 from hf_models import DualEncoderModel, JointConfig, JointRerankerModel, RetrieverConfig, config_for
-from hf_models.collator import pair_inputs
-from hf_models.input_format import InputFormat
-from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE
+from hf_models.index.tables import pair_inputs
+from hf_models.modeling.input_format import InputFormat
+from hf_models.modeling.modeling_retriever import MODEL_BY_ARCHITECTURE
 
 from .conftest import REPO_ROOT, make_tiny_tables
 
@@ -273,7 +273,7 @@ def marker_free_tokenizer(size: int):
 
 
 def test_embeddings_grow_only_for_markers_the_featurizer_added(tiny_bert_dir, caplog) -> None:
-    from hf_models.model_setup import fit_embeddings
+    from hf_models.recipes.model_setup import fit_embeddings
 
     model = DualEncoderModel.from_encoder(str(tiny_bert_dir))
     rows = model.mention_encoder.get_input_embeddings().num_embeddings
@@ -293,7 +293,7 @@ def test_embeddings_grow_only_for_markers_the_featurizer_added(tiny_bert_dir, ca
 
 
 def test_tokenizer_of_another_encoder_is_an_error(tiny_bert_dir) -> None:
-    from hf_models.model_setup import fit_embeddings
+    from hf_models.recipes.model_setup import fit_embeddings
 
     model = DualEncoderModel.from_encoder(str(tiny_bert_dir))
     tokenizer = marker_free_tokenizer(model.mention_encoder.get_input_embeddings().num_embeddings + 5)
@@ -309,7 +309,7 @@ def test_special_token_strings_in_text_read_the_same_on_both_paths(tiny_bert_dir
     from transformers import AutoTokenizer
 
     from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
-    from hf_models.input_format import InputFormat
+    from hf_models.modeling.input_format import InputFormat
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     prepare_tokenizer(tokenizer)

@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 
-from hf_models.bias import (
+from hf_models.analysis.bias import (
     NEGATIVE_SCHEMES,
     PROPOSALS,
     cross_entropy,
@@ -29,7 +29,7 @@ from hf_models.bias import (
     population_rows,
     theorem31_bias,
 )
-from hf_models.losses import adjusted_nce_loss
+from hf_models.modeling.losses import adjusted_nce_loss
 
 DT = torch.float64
 

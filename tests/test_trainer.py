@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from hf_models.entity_index import EntityIndex
-from hf_models.mining import NegativeMiner
-from hf_models.modeling_retriever import MODEL_BY_ARCHITECTURE
-from hf_models.trainer import NCETrainer
-from hf_models.training_args import NCETrainingArguments
+from hf_models.index.entity_index import EntityIndex
+from hf_models.modeling.modeling_retriever import MODEL_BY_ARCHITECTURE
+from hf_models.training.mining import NegativeMiner
+from hf_models.training.trainer import NCETrainer
+from hf_models.training.training_args import NCETrainingArguments
 
 
 def tiny_args(tmp_path, **overrides) -> NCETrainingArguments:
@@ -122,7 +122,12 @@ def test_bad_arguments():
 
 
 def test_qualitative_report_and_candidate_file_round_trip(tmp_path, tiny_bert_dir, tiny_el):
-    from hf_models.evaluation import qualitative_report, read_candidate_file, retrieve, write_candidate_file
+    from hf_models.index.evaluation import (
+        qualitative_report,
+        read_candidate_file,
+        retrieve,
+        write_candidate_file,
+    )
 
     tokenizer, entities, splits = tiny_el
     val = splits["val"]

@@ -10,10 +10,10 @@ import datasets
 import pytest
 
 from data_scripts.io import write_processed
-from hf_models.config_parsing import parse_config
-from hf_models.recipe import run_retriever_recipe
-from hf_models.recipe_args import DataArguments, ModelArguments
-from hf_models.training_args import NCETrainingArguments
+from hf_models.recipes.config_parsing import parse_config
+from hf_models.recipes.recipe import run_retriever_recipe
+from hf_models.recipes.recipe_args import DataArguments, ModelArguments
+from hf_models.training.training_args import NCETrainingArguments
 
 from .conftest import REPO_ROOT, make_tiny_tables
 
@@ -55,7 +55,7 @@ def test_yaml_float_for_an_integer_flag_names_key_and_file(tmp_path):
 
 
 def test_mention_table_refuses_duplicate_mention_ids(tiny_el):
-    from hf_models.tables import MentionTable
+    from hf_models.index.tables import MentionTable
 
     _, entities, _ = tiny_el
     rows = {"mention_id": ["m1", "m1"], "world": ["alpha"] * 2, "label_id": ["alpha-e0"] * 2,

@@ -1,5 +1,5 @@
 """Mention detection: a dictionary matcher over the knowledge base's titles and aliases, and the trained
-ELQ-style detector (:class:`~hf_models.modeling_mention_detector.MentionDetectorModel`).
+ELQ-style detector (:class:`~hf_models.modeling.modeling_mention_detector.MentionDetectorModel`).
 
 Both take a batch of texts and return, per text, sorted non-overlapping character spans ``(start, end)`` (end
 exclusive), so ``text[start:end]`` is the surface.
@@ -145,7 +145,7 @@ class TrainedDetector:
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None, **kwargs):
         from transformers import AutoModel, AutoTokenizer
 
-        from ..modeling_mention_detector import MentionDetectorModel
+        from ..modeling.modeling_mention_detector import MentionDetectorModel
 
         model = AutoModel.from_pretrained(str(path), trust_remote_code=False)
         if not isinstance(model, MentionDetectorModel):

@@ -87,5 +87,5 @@ def check_fingerprints(saved: dict[str, Any], current: dict[str, Any], what: str
         raise IndexMismatchError(
             f"the index at {index_dir} was built by {what} {_describe(saved, keys)}, but this linker's {what} is "
             f"{_describe(current, keys)} (differs in {differing}). Rebuild it with "
-            "`python -m hf_models.link build-index` (or EntityLinker.build_index) using this model."
+            "`python -m hf_models.linking build-index` (or EntityLinker.build_index) using this model."
         )

@@ -6,8 +6,8 @@
     linker.link(["The Doctor landed on Gallifrey."], top_k=10)   # mentions detected over the index's titles
 
 Per batch of texts: mentions are detected (texts without spans), all mentions are featurized and encoded together,
-and each world's index is searched once. Entities are encoded by :class:`~hf_models.entity_index.EntityIndex`;
-reranking goes through :func:`~hf_models.evaluation.rerank`. See docs/linking.md.
+and each world's index is searched once. Entities are encoded by :class:`~hf_models.index.entity_index.EntityIndex`;
+reranking goes through :func:`~hf_models.index.evaluation.rerank`. See docs/linking.md.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from transformers import AutoTokenizer
 from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
 
 from ..atomic import CorruptFolderError, atomic_folder, ids_checksum, readable_folder
-from ..entity_index import EntityIndex
-from ..evaluation import Ranking
-from ..input_format import InputFormat
-from ..modeling_joint import JointRerankerModel
-from ..modeling_retriever import RetrieverModel
+from ..index.entity_index import EntityIndex
+from ..index.evaluation import Ranking
+from ..modeling.input_format import InputFormat
+from ..modeling.modeling_joint import JointRerankerModel
+from ..modeling.modeling_retriever import RetrieverModel
 from ..progress import tqdm
 from .detection import DictionaryDetector, TrainedDetector
 from .fingerprints import check_fingerprints, model_fingerprint, tokenizer_fingerprint
@@ -58,9 +58,9 @@ class EntityLinker:
     """Detect mentions in text, retrieve (and optionally rerank) knowledge-base entities for each.
 
     Args:
-        retriever: a trained :class:`~hf_models.modeling_retriever.RetrieverModel` (any architecture).
+        retriever: a trained :class:`~hf_models.modeling.modeling_retriever.RetrieverModel` (any architecture).
         tokenizer: the retriever's tokenizer (the marker tokens are registered on it).
-        reranker: an optional :class:`~hf_models.modeling_joint.JointRerankerModel` for the top-k.
+        reranker: an optional :class:`~hf_models.modeling.modeling_joint.JointRerankerModel` for the top-k.
         reranker_tokenizer: the reranker's tokenizer (default: ``tokenizer``).
         max_length: the retriever's mention and entity input length: default the ``max_length`` its config records
             (else 128, logged); a different value is an explicit override (logged). The reranker uses its own.
@@ -69,7 +69,7 @@ class EntityLinker:
         detector: mention detector for texts without spans: None = a :class:`DictionaryDetector` over the
             index's titles and aliases, a :class:`TrainedDetector`, or any callable texts -> spans per text.
         nil_threshold: a mention whose best probability is below this is NIL (0 = never).
-        index_kwargs: :class:`~hf_models.entity_index.EntityIndex` options (backend, faiss_kind, store_dtype,
+        index_kwargs: :class:`~hf_models.index.entity_index.EntityIndex` options (backend, faiss_kind, store_dtype,
             shortlist_size, chunk_size, encode_dtype, faiss_options).
     """
 
@@ -132,7 +132,7 @@ class EntityLinker:
         """Load a retriever folder/repo (with its tokenizer), optionally a joint reranker and a trained detector.
 
         ``detector``: None / ``"dictionary"`` (titles and aliases of the index), a saved
-        :class:`~hf_models.modeling_mention_detector.MentionDetectorModel` folder, or a callable.
+        :class:`~hf_models.modeling.modeling_mention_detector.MentionDetectorModel` folder, or a callable.
         ``kwargs`` go to the constructor (``max_length``, ``batch_size``, ``nil_threshold``, index options such as
         ``backend="faiss", faiss_kind="hnsw"``, ``store_dtype=torch.float16``, ``shortlist_size=256``).
         """
@@ -233,15 +233,14 @@ class EntityLinker:
         if not manifest_path.exists():
             raise FileNotFoundError(
                 f"{folder} is not an entity index ({MANIFEST_FILE} missing); build one with "
-                "`python -m hf_models.link build-index --retriever DIR --entities FILE --index DIR`"
+                "`python -m hf_models.linking build-index --retriever DIR --entities FILE --index DIR`"
             )
-        saved = read_index_manifest(manifest_path, FORMAT_VERSION)
+        saved = read_index_manifest(manifest_path, FORMAT_VERSION, self._given)
         check_fingerprints(saved["model"], model_fingerprint(self.retriever), "model", folder)
         check_fingerprints(
             saved["tokenizer"], tokenizer_fingerprint(self.tokenizer, self.markers), "tokenizer", folder
         )
         options, entity_files = saved["options"], saved["entity_files"]
-        self._warn_overridden(manifest_path, self._given, options)
         self.max_length = options.pop("max_length")
         self.index_kwargs.update(options, store_dtype=getattr(torch, saved["store_dtype"]))
         try:
@@ -270,15 +269,6 @@ class EntityLinker:
         if missing:
             raise CorruptFolderError(f"{manifest_path}: no entity file for world(s) {missing} of the vectors")
         return self
-
-    @staticmethod
-    def _warn_overridden(manifest_path: Path, mine: dict[str, Any], saved: dict[str, Any]) -> None:
-        """The index's input length and backend settings win over this linker's (its vectors were built so)."""
-        for key, value in saved.items():
-            if key in mine and mine[key] != value:
-                logger.warning(
-                    "%s records %s=%r: using it instead of %r", manifest_path, key, value, mine[key]
-                )
 
     def _require_index(self) -> None:
         if not self.index.worlds:

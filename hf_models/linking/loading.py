@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from ..input_format import MIN_LENGTH, InputFormat
+from ..modeling.input_format import MIN_LENGTH, InputFormat
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +50,14 @@ def optional_tokenizer(path: str | Path):
 STORE_DTYPES = ("float32", "float16", "bfloat16")
 
 
-def read_index_manifest(path: Path, format_version: int) -> dict[str, Any]:
+def read_index_manifest(
+    path: Path, format_version: int, given: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """An index folder's ``manifest.json``, checked: its format version, the input length (an int >= 8), the store
-    dtype (a float dtype), the backend settings and the fingerprints. Anything else is a ValueError naming it."""
+    dtype (a float dtype), the backend settings and the fingerprints. Anything else is a ValueError naming it.
+
+    The recorded input length and backend settings win over the caller's ``given`` ones (the vectors were built
+    so); each one that differs is logged as a warning."""
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         checked = {
@@ -89,4 +94,7 @@ def read_index_manifest(path: Path, format_version: int) -> dict[str, Any]:
     problems = [p for p in problems if p]
     if problems:
         raise ValueError(f"{path}: invalid {'; '.join(problems)}: rebuild the index with this code")
+    for key, value in options.items():
+        if given and key in given and given[key] != value:
+            logger.warning("%s records %s=%r: using it instead of %r", path, key, value, given[key])
     return checked

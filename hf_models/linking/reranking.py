@@ -1,4 +1,4 @@
-"""Re-sort a linker's retrieved candidates with its joint reranker (through :func:`hf_models.evaluation.rerank`)."""
+"""Re-sort a linker's retrieved candidates with its joint reranker (through :func:`hf_models.index.evaluation.rerank`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 
 from data_scripts.featurize import featurize_entities, featurize_mentions
 
-from ..evaluation import Ranking, rerank
-from ..tables import EntityTable, MentionTable
+from ..index.evaluation import Ranking, rerank
+from ..index.tables import EntityTable, MentionTable
 from .inputs import quiet_datasets
 
 

@@ -12,7 +12,7 @@ NIL, not a prediction):
     metric.compute(predictions=[["0:4:e1", "9:14:e2"]], references=[["0:4:e1"]])
 
 Self-contained: it needs only `evaluate` (and `datasets`, which evaluate installs), never this repository. The
-numbers equal `hf_models.evaluation.linking_metrics` (a test checks it). All values are on a 0-100 scale.
+numbers equal `hf_models.index.evaluation.linking_metrics` (a test checks it). All values are on a 0-100 scale.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def span_metrics(
     predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]], linked: bool
 ) -> dict[str, float]:
     """Micro P/R/F1 (0-100) of ``"start:end[:entity_id]"`` spans per document; equals
-    ``hf_models.evaluation.mention_detection_metrics`` / ``end_to_end_linking_metrics`` (a test checks it)."""
+    ``hf_models.index.evaluation.mention_detection_metrics`` / ``end_to_end_linking_metrics`` (a test checks it)."""
     if len(predictions) != len(references):
         raise ValueError(
             f"references ({len(references)}) and predictions ({len(predictions)}) differ in number"

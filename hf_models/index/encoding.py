@@ -1,6 +1,6 @@
 """Batched encoding of token rows into :class:`Representation` tables: length-sorted, token-budgeted, bf16-aware.
 
-:func:`encode_in_batches` is what :class:`~hf_models.entity_index.EntityIndex` (mining, evaluation, linking) runs
+:func:`encode_in_batches` is what :class:`~hf_models.index.entity_index.EntityIndex` (mining, evaluation, linking) runs
 over every world's entities and every chunk of mentions. Rows are ordered by length (longest first), cut into
 batches under a *token budget* (rows x the batch's longest row), each batch trimmed to its longest row, and the
 results are written back in the caller's row order into one preallocated table (no per-batch concatenation).
@@ -15,8 +15,8 @@ from functools import lru_cache
 
 import torch
 
-from .progress import tqdm
-from .scoring import Representation
+from ..modeling.scoring import Representation
+from ..progress import tqdm
 
 EncodeFn = Callable[[torch.Tensor, torch.Tensor], Representation]
 

@@ -9,7 +9,7 @@ encoder scoring 64 mentions against 128 entities, or a toy network), so any torc
 
 - ``cross_entropy``: J_CE, eq. (2), normalising over all of Y.
 - ``expected_nce_loss``: J_HARD, eq. (5), estimated by Monte Carlo over ``num_draws`` negative draws from
-  ``hf_models.samplers`` (random / hard / mixed / topk). Negatives are sampled from detached scores: h is a
+  ``hf_models.training.samplers`` (random / hard / mixed / topk). Negatives are sampled from detached scores: h is a
   fixed distribution in Theorem 3.1, exactly as in training.
 - ``gradient_bias``: b(theta) = grad J_CE - grad J_HARD (Section 3.1) with the Monte-Carlo J_HARD.
 - Exact enumeration for tiny label spaces: ``negative_tuple_log_probs`` (h of eq. 5 for the schemes below),
@@ -26,7 +26,7 @@ row's detached scores; ``"uniform"``: uniform over Y):
   for K - 1 >= 2.
 
 The NCE loss of one candidate set, -log pi_theta(1 | x, y_{1:K}) with the gold at column 0 (eqs. 3, 11), is
-``hf_models.losses.nce_example_losses`` on [..., K] tensors (per draw and per enumerated tuple) -- the same
+``hf_models.modeling.losses.nce_example_losses`` on [..., K] tensors (per draw and per enumerated tuple) -- the same
 function whose batch mean is the training loss.
 """
 
@@ -39,8 +39,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .losses import nce_example_losses
-from .samplers import sample_negatives
+from ..modeling.losses import nce_example_losses
+from ..training.samplers import sample_negatives
 
 logger = logging.getLogger(__name__)
 

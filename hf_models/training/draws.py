@@ -1,8 +1,8 @@
-"""The seeded draws the negative samplers (:mod:`hf_models.samplers`) are built from.
+"""The seeded draws the negative samplers (:mod:`hf_models.training.samplers`) are built from.
 
 Gumbel-top-k (sequential sampling without replacement, P proportional to exp(logits)), Floyd's uniform k-subsets
 (no [n, E] tensor), top-k with ties broken towards the lower index, and the per-draw proposal probabilities of
-eq. (10). Every draw takes a ``torch.Generator`` or a :class:`~hf_models.keyed_noise.KeyedNoise` (random numbers
+eq. (10). Every draw takes a ``torch.Generator`` or a :class:`~hf_models.training.keyed_noise.KeyedNoise` (random numbers
 hashed from their coordinates, so any chunking draws the same negatives).
 """
 

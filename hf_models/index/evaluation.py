@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write_jsonl
+from ..atomic import atomic_write_jsonl
 from .entity_index import EntityIndex
 from .sharding import map_chunks_sharded
-from .tables import EntityTable, MentionTable
+from .tables import EntityTable, MentionTable, candidate_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +162,6 @@ def rerank(
 
     Padding candidates (row -1: the retriever returned fewer than k) keep score -inf and stay last.
     """
-    from .collator import candidate_inputs
-
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -1,4 +1,4 @@
-"""An :class:`~hf_models.entity_index.EntityIndex` on disk: one world's entities in memory
+"""An :class:`~hf_models.index.entity_index.EntityIndex` on disk: one world's entities in memory
 (:class:`WorldEntities`), and the atomic, checked folder layout that ``EntityIndex.save`` / ``load`` use."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import (
+from ..atomic import (
     CorruptFolderError,
     atomic_folder,
     check_files_sha256,
@@ -18,8 +18,8 @@ from .atomic import (
     read_json,
     readable_folder,
 )
-from .progress import tqdm
-from .scoring import Representation
+from ..modeling.scoring import Representation
+from ..progress import tqdm
 
 logger = logging.getLogger(__name__)
 WORLDS_FILE = "worlds.json"

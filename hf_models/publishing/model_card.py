@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .input_format import InputFormat
+from ..modeling.input_format import InputFormat
 
 CITATION = """@inproceedings{zhang-stratos-2021-understanding,
     title = "Understanding Hard Negatives in Noise Contrastive Estimation",
@@ -302,7 +302,7 @@ def write_model_card(
     folder: str | Path, config, args, metrics: dict[str, Any], dataset: str = "", base_model: str = ""
 ) -> Path:
     """Write ``folder/README.md`` atomically."""
-    from .atomic import atomic_write_text
+    from ..atomic import atomic_write_text
 
     card = render_model_card(config, args, metrics, dataset=dataset, base_model=base_model)
     return atomic_write_text(Path(folder) / "README.md", card)

@@ -8,7 +8,7 @@ candidates (gold + 7 negatives drawn random / hard / mixed) averaged over 500 ne
 - :func:`build_label_space` / :func:`label_space_from_datasets`: that label space, on any tables of the repo's
   schema (docs/design.md).
 - :class:`BiasProbe`: the probe mentions' and label-space entities' token tensors + gold positions; turns any
-  ``RetrieverModel`` into the differentiable ``score_fn() -> [P, Y]`` that :func:`hf_models.bias.gradient_bias`
+  ``RetrieverModel`` into the differentiable ``score_fn() -> [P, Y]`` that :func:`hf_models.analysis.bias.gradient_bias`
   consumes, and estimates ||b(theta)||.
 - :class:`GradientBiasCallback`: opt-in ``TrainerCallback`` that logs ``bias_norm``, ``bias_ce_loss`` and
   ``bias_nce_loss`` for the run's own negative strategy at every evaluation (docs/bias.md).
@@ -31,8 +31,8 @@ import torch
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from ..index.tables import EntityTable, MentionTable
 from .bias import GradientBias, ScoreFn, cross_entropy, gradient_bias
-from .tables import EntityTable, MentionTable
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def label_space_from_datasets(mentions, entities, num_mentions: int = 64, seed: 
 
 def trainable_parameters(model: nn.Module) -> list[torch.Tensor]:
     """Parameters with ``requires_grad`` (those the scores do not use, e.g. BERT's pooler, get zero gradient
-    in ``hf_models.bias.flat_grad`` and so do not change ||b||)."""
+    in ``hf_models.analysis.bias.flat_grad`` and so do not change ||b||)."""
     return [p for p in model.parameters() if p.requires_grad]
 
 
@@ -279,7 +279,7 @@ class BiasProbe:
         return model.score_all(mention_rep, entity_rep).float()  # [P, Y]
 
     def score_fn(self, model: nn.Module) -> ScoreFn:
-        """Closure ``() -> [P, Y]`` over ``model`` for ``hf_models.bias`` (gradients kept)."""
+        """Closure ``() -> [P, Y]`` over ``model`` for ``hf_models.analysis.bias`` (gradients kept)."""
         return lambda: self.scores(model)
 
     def estimate(
@@ -294,7 +294,7 @@ class BiasProbe:
         """b(theta) = grad J_CE - grad J_HARD (Section 3.1) on this label space (Appendix C).
 
         J_CE (eq. 2) normalises over the Y labels; J_HARD (eq. 5) over K = num_negatives + 1 candidates, averaged
-        over ``num_draws`` draws of ``strategy`` negatives (``hf_models.samplers``; seeded by ``seed``).
+        over ``num_draws`` draws of ``strategy`` negatives (``hf_models.training.samplers``; seeded by ``seed``).
         Gradients w.r.t. :func:`trainable_parameters`; runs in eval mode and restores the model's mode.
         """
         if not 1 <= num_negatives <= self.num_labels - 1:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..index.tables import EntityTable, MentionTable, candidate_inputs
 from .mining import MinedNegatives
-from .tables import EntityTable, MentionTable
 
 
 class MentionIndexDataset(torch.utils.data.Dataset):
@@ -28,35 +28,6 @@ class NegativesStore:
     """Holds the negatives of the current epoch; written by the mining callback, read by the collator."""
 
     current: MinedNegatives | None = None
-
-
-def _trim(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Drop the all-padding columns at the right of a [..., T] batch."""
-    width = max(int(mask.sum(-1).max()), 1)
-    return ids[..., :width], mask[..., :width]
-
-
-def pair_inputs(mention_ids, mention_mask, entity_ids, entity_mask) -> dict[str, torch.Tensor]:
-    """[CLS] x [SEP] y [SEP] for the joint reranker: mention [B, T] x candidates [B, C, T'] -> [B, C, T+T'-1]."""
-    batch, num_cands, _ = entity_ids.shape
-    pairs, masks, types = [], [], []
-    for b in range(batch):
-        m_len = int(mention_mask[b].sum())
-        for c in range(num_cands):
-            e_len = int(entity_mask[b, c].sum())
-            ids = torch.cat([mention_ids[b, :m_len], entity_ids[b, c, 1:e_len]])  # drop the entity's [CLS]
-            pairs.append(ids)
-            masks.append(torch.ones_like(ids))
-            types.append(
-                torch.cat([torch.zeros(m_len, dtype=torch.long), torch.ones(e_len - 1, dtype=torch.long)])
-            )
-    pad = torch.nn.utils.rnn.pad_sequence
-    shape = (batch, num_cands, -1)
-    return {
-        "pair_input_ids": pad(pairs, batch_first=True).view(shape),
-        "pair_attention_mask": pad(masks, batch_first=True).view(shape),
-        "pair_token_type_ids": pad(types, batch_first=True).view(shape),
-    }
 
 
 class CandidateCollator:
@@ -90,22 +61,6 @@ class CandidateCollator:
         if self.share_candidates:  # entity rows: mask golds and repeats in the shared candidate set
             batch["candidate_ids"] = candidates  # [B, K]
         return batch
-
-
-def candidate_inputs(
-    mentions: MentionTable, entities: EntityTable, index: torch.Tensor, candidates: torch.Tensor, cross: bool
-) -> dict[str, torch.Tensor]:
-    """Model inputs for mentions `index` [B] against candidate entity rows [B, C] (padding trimmed)."""
-    m_ids, m_mask = _trim(mentions.input_ids[index], mentions.attention_mask[index])  # [B, T]
-    e_ids, e_mask = _trim(entities.input_ids[candidates], entities.attention_mask[candidates])  # [B, C, T']
-    if cross:
-        return pair_inputs(m_ids, m_mask, e_ids, e_mask)
-    return {
-        "mention_input_ids": m_ids,
-        "mention_attention_mask": m_mask,
-        "entity_input_ids": e_ids,
-        "entity_attention_mask": e_mask,
-    }
 
 
 class WorldBatchSampler(torch.utils.data.Sampler[int]):

@@ -1,6 +1,6 @@
 """FAISS search over entity vectors for dot-product retrievers (dual, multi-m).
 
-:class:`FaissIndex` holds ONE world's entities (the caller, :class:`~hf_models.entity_index.EntityIndex`, keeps one
+:class:`FaissIndex` holds ONE world's entities (the caller, :class:`~hf_models.index.entity_index.EntityIndex`, keeps one
 index per world; restricting a search to a world is therefore choosing the index, never filtering results).
 
 * ``kind="flat"``: exact inner product (``IndexFlatIP``; ``SQfp16`` codes when ``fp16=True``).
@@ -406,7 +406,7 @@ class FaissIndex:
             or index.ntotal != len(mapped)
             or (len(mapped) and (int(mapped.min()) < 0 or int(mapped.max()) >= saved_count))
         ):
-            from .atomic import CorruptFolderError
+            from ..atomic import CorruptFolderError
 
             raise CorruptFolderError(
                 f"{folder}: {INDEX_FILE} holds {index.ntotal} vectors, {MAP_FILE} maps {len(mapped)} to entities "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..modeling.scoring import Representation
 from .encoding import (  # noqa: F401  (re-exported: the encoding helpers used to live here)
     EncodeFn,
     autocast_for,
@@ -27,7 +28,6 @@ from .encoding import (  # noqa: F401  (re-exported: the encoding helpers used t
     resolve_encode_dtype,
 )
 from .index_storage import WorldEntities, load_worlds, save_worlds
-from .scoring import Representation
 from .sharding import gather_rows, shard_bounds
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class EntityIndex:
         shortlist_size: with backend="exact", search only the ``shortlist_size`` best entities by the first-token
             score ``E_1(x)^T F_1(y)`` (a FAISS index of each entity's first vector) and rescore them exactly with
             the model (som's candidate pre-filter). None = exhaustive. Needs leftmost reductions on both sides.
-        faiss_options: extra keyword arguments of :class:`~hf_models.faiss_backend.FaissIndex` (nlist, nprobe,
+        faiss_options: extra keyword arguments of :class:`~hf_models.index.faiss_backend.FaissIndex` (nlist, nprobe,
             hnsw_m, ef_search, use_gpu, ...).
     """
 
@@ -166,7 +166,7 @@ class EntityIndex:
         """Encode one world's entities and store them, replacing any previous encoding of the world.
 
         Encode once per model state: when the world is already stored, encoded by the model in its current
-        state (same weights, see :func:`~hf_models.encoding.model_state_key`) from the same entity ids and token
+        state (same weights, see :func:`~hf_models.index.encoding.model_state_key`) from the same entity ids and token
         ids, the stored encoding is reused (evaluation and the next epoch's mining at the same step share it).
         Worlds encoded by an earlier model state are dropped first (they can never be reused).
         """
@@ -205,7 +205,7 @@ class EntityIndex:
         """The stored encoding of ``world`` if the model in its current state encoded it from exactly these
         entities, else None (collective under Accelerate: every process gets the same answer).
 
-        ``state`` is :func:`~hf_models.encoding.model_state_key` of the model when the caller already has it.
+        ``state`` is :func:`~hf_models.index.encoding.model_state_key` of the model when the caller already has it.
         """
         state = model_state_key(self.model) if state is None else state
         cached = self.worlds.get(world)
@@ -313,7 +313,7 @@ class EntityIndex:
     # ------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
         """Write every world's entity ids, representation (in the store dtype) and FAISS index to ``directory``,
-        atomically (layout and checks: :func:`~hf_models.index_storage.save_worlds`)."""
+        atomically (layout and checks: :func:`~hf_models.index.index_storage.save_worlds`)."""
         settings = {
             "backend": self.backend,
             "faiss_kind": self.faiss_kind,
@@ -324,7 +324,7 @@ class EntityIndex:
 
     def load(self, directory: str | Path, verify_checksums: bool = True) -> EntityIndex:
         """Read worlds written by :meth:`save` into ``self.worlds``, checked against the manifest
-        (:func:`~hf_models.index_storage.load_worlds`). The saved FAISS indices are reused when this index searches
+        (:func:`~hf_models.index.index_storage.load_worlds`). The saved FAISS indices are reused when this index searches
         with FAISS; otherwise they are rebuilt or skipped as this index's settings say."""
         worlds, meta = load_worlds(directory, self.show_progress, verify_checksums)
         for world, (entry, sub) in worlds.items():

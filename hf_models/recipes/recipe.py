@@ -15,24 +15,24 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, set_seed
 
-from .atomic import atomic_write_text
-from .callbacks import FixedNegatives
-from .config_parsing import parse_config
-from .evaluation import (
+from ..atomic import atomic_write_text
+from ..index.evaluation import (
     Ranking,
     evaluate_ranking,
     qualitative_report,
     read_candidate_file,
     write_candidate_file,
 )
-from .hub import push_folder
-from .mining import MinedNegatives
-from .model_card import write_model_card
+from ..index.tables import EntityTable, MentionTable
+from ..publishing.hub import push_folder
+from ..publishing.model_card import write_model_card
+from ..training.callbacks import FixedNegatives
+from ..training.mining import MinedNegatives
+from ..training.trainer import NCETrainer
+from ..training.training_args import NCETrainingArguments
+from .config_parsing import parse_config
 from .model_setup import build_model
 from .recipe_args import DataArguments, ModelArguments, encoder_hub_id, resolve_encoder
-from .tables import EntityTable, MentionTable
-from .trainer import NCETrainer
-from .training_args import NCETrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def setup_logging(args: NCETrainingArguments) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, stream=sys.stdout
     )
     logging.getLogger("hf_models").setLevel(level)
-    from .progress import interactive, set_progress
+    from ..progress import interactive, set_progress
 
     if not interactive():  # a log file or a pipe: no progress bars (they would write escape codes)
         args.disable_tqdm = True
@@ -162,8 +162,8 @@ def evaluate_splits(
 def write_comparison(
     trainer, data: RecipeData, data_args: DataArguments, ranking: Ranking, candidates
 ) -> None:
-    from .evaluation import rerank, retrieve
-    from .modeling_retriever import RetrieverModel
+    from ..index.evaluation import rerank, retrieve
+    from ..modeling.modeling_retriever import RetrieverModel
 
     other = RetrieverModel.from_pretrained(data_args.compare_with).to(trainer.args.device)
     mentions = data.splits[data_args.eval_split]
@@ -273,7 +273,7 @@ def run_retriever_recipe(argv=None, default_config: str | None = None) -> dict:
         base_model=encoder_hub_id(model_args.encoder),
     )
     if data_args.bias_probe_mentions > 0:
-        from .bias_probe import GradientBiasCallback
+        from ..analysis.bias_probe import GradientBiasCallback
 
         trainer.add_callback(
             GradientBiasCallback.from_trainer(

@@ -13,7 +13,7 @@ Strategies (``num_negatives`` = K - 1 negatives per row, always distinct and nev
   NOTE: Gumbel-top-k samples the *sequential* (Plackett-Luce) without-replacement distribution that Section 6.3
   describes. Read literally, eq. (8) is the iid product ``prod_k p_theta(y_k|x)`` *conditioned* on the tuple
   being distinct and gold-free; for K - 1 >= 2 the two differ slightly (they coincide for K - 1 = 1).
-  ``hf_models.bias`` enumerates both exactly.
+  ``hf_models.analysis.bias`` enumerates both exactly.
 - ``mixed``: ``round(hard_fraction * (K - 1))`` hard negatives as above, the rest uniform over the non-gold
   entities not already chosen (Section 6.3, "Mixed-p").
 - ``topk``: the K - 1 highest-scoring non-gold entities (greedy; Gillick et al., 2019; the maximiser of
@@ -31,10 +31,10 @@ per-draw proposal nu over Y minus {y1} that the bias-corrected loss eq. (10) sub
 
 For without-replacement draws these are per-draw (first-draw) probabilities, the usual approximation when eq.
 (10) is used with distinct negatives. Every function is deterministic given the ``torch.Generator`` state,
-or, with a :class:`~hf_models.keyed_noise.KeyedNoise` in place of the generator, given (seed, epoch, row keys,
+or, with a :class:`~hf_models.training.keyed_noise.KeyedNoise` in place of the generator, given (seed, epoch, row keys,
 column keys): every random number is then a hash of its coordinates, so any row / column chunking (and the
-streaming miner of ``hf_models.streaming``) draws exactly the same negatives. Selections are made by
-:func:`~hf_models.draws.top_k_lowest_index` (ties broken towards the lower entity index), so they are deterministic too.
+streaming miner of ``hf_models.training.streaming``) draws exactly the same negatives. Selections are made by
+:func:`~hf_models.training.draws.top_k_lowest_index` (ties broken towards the lower entity index), so they are deterministic too.
 The random part of mixed draws, for each row, K - 1 distinct non-gold entities in uniformly random order
 (Floyd) and keeps the first ones that are not hard negatives: a uniform subset of the remaining entities, and
 the same draw whether the hard part was found in one pass or streamed.

@@ -1,5 +1,5 @@
 """Training data and the training run of the ELQ-style mention detector
-(:class:`~hf_models.modeling_mention_detector.MentionDetectorModel`), from the processed mention tables.
+(:class:`~hf_models.modeling.modeling_mention_detector.MentionDetectorModel`), from the processed mention tables.
 
 Every processed mention row is a text (``left mention right``) with one labeled span. Rows cut from the same
 document overlap, so a row's text usually contains other rows' labeled mentions too: :func:`detector_examples`
@@ -20,7 +20,7 @@ import ahocorasick
 import torch
 
 from ..atomic import atomic_write_text
-from .inputs import join_context
+from ..linking.inputs import join_context
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +196,8 @@ def build_detector(args: MentionDetectorArguments):
     """A fresh detector on the encoder (or on a saved retriever's mention encoder) and its tokenizer."""
     from transformers import AutoTokenizer
 
-    from ..modeling_mention_detector import MentionDetectorModel
-    from ..recipe_args import resolve_encoder
+    from ..modeling.modeling_mention_detector import MentionDetectorModel
+    from .recipe_args import resolve_encoder
 
     config = {
         "max_span_width": args.max_span_width,
@@ -205,8 +205,8 @@ def build_detector(args: MentionDetectorArguments):
         "threshold": args.threshold,
     }
     if args.init_from:
-        from ..modeling_retriever import RetrieverModel
-        from .loading import load_model
+        from ..linking.loading import load_model
+        from ..modeling.modeling_retriever import RetrieverModel
 
         retriever = load_model(args.init_from, RetrieverModel)
         encoder = retriever.mention_encoder
@@ -221,7 +221,7 @@ def build_detector(args: MentionDetectorArguments):
 
 def evaluate_detector(detector, examples: Sequence[DetectorExample]) -> dict[str, float]:
     """Strict-span P/R/F1 of a detector callable on examples' texts against their labeled spans."""
-    from ..evaluation import mention_detection_metrics
+    from ..index.evaluation import mention_detection_metrics
 
     predicted = detector([e.text for e in examples])
     return mention_detection_metrics([e.spans for e in examples], predicted)
@@ -229,8 +229,8 @@ def evaluate_detector(detector, examples: Sequence[DetectorExample]) -> dict[str
 
 def tune_threshold(detector, examples: Sequence[DetectorExample]) -> float:
     """The threshold of 0.05, 0.10, ..., 0.95 with the best strict-span F1 on ``examples`` (the first best)."""
-    from ..evaluation import mention_detection_metrics
-    from .detection import greedy_spans
+    from ..index.evaluation import mention_detection_metrics
+    from ..linking.detection import greedy_spans
 
     candidates = detector.candidates([e.text for e in examples], floor=0.05)
     gold = [e.spans for e in examples]
@@ -259,8 +259,8 @@ def run_mention_detector_recipe(
 
     from data_scripts.io import load_processed
 
-    from ..config_parsing import parse_config
-    from .detection import TrainedDetector
+    from ..linking.detection import TrainedDetector
+    from .config_parsing import parse_config
 
     args, training_args = parse_config([MentionDetectorArguments, TrainingArguments], argv, default_config)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)

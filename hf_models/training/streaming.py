@@ -6,11 +6,11 @@ mentions it streams this process's shard of the pool's entities (host memory, pi
 the device ``chunk_size`` entities at a time and keeps, per mention:
 
 - the running top ``k_hard`` of the Gumbel-perturbed logits ``s + G`` (hard / mixed) or of ``s`` (topk), with
-  ties broken towards the lower pool position (:func:`~hf_models.draws.top_k_positions`);
+  ties broken towards the lower pool position (:func:`~hf_models.training.draws.top_k_positions`);
 - the running logsumexp of the allowed non-gold logits (the normalizer of the proposal of eq. 10);
-- the logits of the mention's pre-drawn ordered uniform ids (the random part of mixed, see :func:`~hf_models.draws.random_order_draws`).
+- the logits of the mention's pre-drawn ordered uniform ids (the random part of mixed, see :func:`~hf_models.training.draws.random_order_draws`).
 
-G comes from :class:`~hf_models.keyed_noise.KeyedNoise`, a hash of (seed, epoch, mention id, entity id), so each
+G comes from :class:`~hf_models.training.keyed_noise.KeyedNoise`, a hash of (seed, epoch, mention id, entity id), so each
 (mention, entity) key is the same whatever the chunking; the top-k of a union is the top-k of the partial top-k
 lists, so merging chunks (and the partial lists of N processes, each holding 1/N of the entities) gives exactly
 the full-row sampler's draw (tested: ``tests/test_streaming.py``).
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..modeling.scoring import Representation
 from .draws import top_k_positions
 from .keyed_noise import KeyedNoise
-from .scoring import Representation
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Export a dual-encoder retriever as a sentence-transformers model (a query/document :class:`Router`).
 
-    from hf_models.st_export import export_sentence_transformer, mention_text, entity_text
+    from hf_models.publishing.st_export import export_sentence_transformer, mention_text, entity_text
     export_sentence_transformer("out/dual", "out/dual-st")  # markers and max_length read from the model's config
     model = SentenceTransformer("out/dual-st")
     q = model.encode_query([mention_text("He met", "the Doctor", "on Gallifrey.", model.tokenizer, model.max_seq_length)])
@@ -14,12 +14,12 @@ for a side with the "mean" reduction; plus ``Normalize`` and cosine similarity w
 equal the retriever's when the text is what the retriever saw between ``[CLS]`` and ``[SEP]``:
 
 * mentions: ``left [unused0] mention [unused1] right`` CUT TO THE PAPER'S WINDOW (the context budget split around
-  the mention, :func:`hf_models.input_format.window_mention`) -- sentence-transformers only truncates on the right,
+  the mention, :func:`hf_models.modeling.input_format.window_mention`) -- sentence-transformers only truncates on the right,
   so build the text with :func:`mention_text`;
 * entities: ``title [unused2] text`` (:func:`entity_text`); right truncation at ``max_length`` is the paper's.
 
 The markers (special tokens of the exported tokenizer) and ``max_length`` (``max_seq_length`` of both routes) are
-the ones recorded in the retriever's config (:class:`hf_models.input_format.InputFormat`).
+the ones recorded in the retriever's config (:class:`hf_models.modeling.input_format.InputFormat`).
 
 Only ``dual`` is exported: multi-m's entity side is m vectors per entity (max-reduced at search time) and som's
 is every token, which a single-vector sentence-transformers pipeline cannot represent.
@@ -33,9 +33,9 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from .entity_index import _is_dot_product
-from .input_format import DEFAULT_MARKERS, InputFormat, window_mention
-from .modeling_retriever import RetrieverModel
+from ..index.entity_index import _is_dot_product
+from ..modeling.input_format import DEFAULT_MARKERS, InputFormat, window_mention
+from ..modeling.modeling_retriever import RetrieverModel
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def mention_text(
 ) -> str:
     """The mention input as text, in the paper's window: ``left [unused0] mention [unused1] right`` (no [CLS]/[SEP]).
 
-    The window is :func:`hf_models.input_format.window_mention`'s, decoded back to text (wordpieces rejoined), so a
+    The window is :func:`hf_models.modeling.input_format.window_mention`'s, decoded back to text (wordpieces rejoined), so a
     sentence-transformers tokenizer re-tokenizes it to the same ids the retriever was given -- except when the
     window's left edge cuts a word: the retriever then saw a continuation piece (``##xx``) that no text can
     produce, and it is dropped here (the vectors then differ slightly from ``encode_mentions``'). ``max_length`` is
@@ -101,7 +101,7 @@ def export_sentence_transformer(
 
     if not isinstance(retriever, RetrieverModel):
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(retriever), trust_remote_code=False)
-        from .linker import load_model
+        from ..linking import load_model
 
         retriever = load_model(retriever, RetrieverModel)
     if tokenizer is None:

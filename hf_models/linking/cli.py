@@ -1,8 +1,8 @@
 """Command line entity linking: build an entity index, then link texts against it.
 
-    python -m hf_models.link build-index --retriever DIR --entities kb.jsonl --index kb_index/ \
+    python -m hf_models.linking build-index --retriever DIR --entities kb.jsonl --index kb_index/ \
         [--backend exact|faiss] [--faiss_kind flat|ivf|hnsw] [--shortlist_size N] [--fp16] [--max_length 128]
-    python -m hf_models.link [link] --retriever DIR [--reranker DIR] --index kb_index/ \
+    python -m hf_models.linking [link] --retriever DIR [--reranker DIR] --index kb_index/ \
         --input texts.txt|inputs.jsonl --output linked.jsonl [--top_k 10] [--detector dictionary|DIR] \
         [--nil_threshold P] [--detection_threshold P] [--world NAME]
 
@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_write_jsonl
-from .linking import EntityLinker, TrainedDetector
+from ..atomic import atomic_write_jsonl
+from . import EntityLinker, TrainedDetector
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hf_models.link", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hf_models.linking", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command")
     build = commands.add_parser("build-index", help="encode a knowledge base and save its index")
     _common(build)

@@ -8,7 +8,11 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .atomic import fault_point, staged_files
+from ..atomic import fault_point, staged_files
+from ..index.entity_index import EntityIndex
+from ..index.evaluation import Ranking, evaluate_ranking, rerank, retrieve_splits
+from ..index.tables import EntityTable, MentionTable
+from ..publishing.model_card import write_model_card
 from .callbacks import NegativeMiningCallback, NegativeSource
 from .checkpoints import (
     NEGATIVES_NAME,
@@ -19,11 +23,7 @@ from .checkpoints import (
     save_negatives,
 )
 from .collator import CandidateCollator, MentionIndexDataset, NegativesStore, WorldBatchSampler
-from .entity_index import EntityIndex
-from .evaluation import Ranking, evaluate_ranking, rerank, retrieve_splits
 from .mining import NegativeMiner
-from .model_card import write_model_card
-from .tables import EntityTable, MentionTable
 from .training_args import NCETrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class NCETrainer(Trainer):
     ) -> dict[str, Ranking]:
         """:meth:`predict_rankings` for several splits in one pass -> {split: Ranking}.
 
-        Retrieval encodes each world once for all the splits (:func:`~hf_models.evaluation.retrieve_splits`);
+        Retrieval encodes each world once for all the splits (:func:`~hf_models.index.evaluation.retrieve_splits`);
         ``keep_encodings`` leaves the worlds in the index, where the next mining at the same step reuses them.
         A split with ``candidates`` is reranked instead.
         """
@@ -247,7 +247,7 @@ class NCETrainer(Trainer):
 
         ``resume_from_checkpoint`` True or "true" (the command line) = the newest COMPLETE checkpoint of
         ``output_dir`` (incomplete newer ones are skipped with a warning); a checkpoint without its negatives is
-        an error naming the file unless ``args.resume_remine_negatives`` (see hf_models/checkpoints.py).
+        an error naming the file unless ``args.resume_remine_negatives`` (see hf_models/training/checkpoints.py).
         """
         remine = getattr(self.args, "resume_remine_negatives", False)
         resume = resolve_resume(

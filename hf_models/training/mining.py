@@ -5,7 +5,7 @@ setting, Sections 6.2-6.3; ``world``: one pool per world with that world's entit
 encodes its contiguous 1/N shard of the pool's entities into a host-memory store (the index's store dtype,
 pinned when CUDA is present). The mentions are cut into fixed chunks (independent of N); for each chunk every
 process encodes 1/N of its mentions (gathered), streams its entity shard through the device
-(:func:`~hf_models.streaming.stream_partial`), and the partial top-(K-1) lists of the processes are gathered and
+(:func:`~hf_models.training.streaming.stream_partial`), and the partial top-(K-1) lists of the processes are gathered and
 merged. All random numbers are keyed by (seed, epoch, mention id, entity id / counter), so the negatives are
 exactly those of the full-row sampler (``samplers.sample_negatives`` with a ``KeyedNoise``) for any chunk
 size and any number of processes (tested with 2 gloo processes).
@@ -19,19 +19,19 @@ from dataclasses import dataclass
 
 import torch
 
+from ..index.entity_index import EntityIndex
+from ..index.sharding import gather_rows, shard_bounds
+from ..index.tables import EntityTable, MentionTable
+from ..modeling.scoring import Representation
+from ..progress import tqdm
 from .draws import (
     combine_hard_and_random,
     mixture_log_probs,
     num_random_draws,
     random_order_draws,
 )
-from .entity_index import EntityIndex
 from .keyed_noise import KeyedNoise, string_keys
-from .progress import tqdm
-from .scoring import Representation
-from .sharding import gather_rows, shard_bounds
 from .streaming import PartialDraw, merge_partials, pin_if_cuda, stream_partial
-from .tables import EntityTable, MentionTable
 from .training_args import NEGATIVE_POOLS as POOLS
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class MinedNegatives:
     ids: torch.Tensor  # [N, K-1] long, global entity rows
     log_probs: torch.Tensor  # [N, K-1] float, log nu(y | x, y1) of each negative's proposal (eq. 10)
     # what the negatives were mined for (training mentions, entities, K, sampler settings): a resumed run checks it
-    # against its own (hf_models.checkpoints.negatives_problem); None in checkpoints written before it existed
+    # against its own (hf_models.training.checkpoints.negatives_problem); None in checkpoints written before it existed
     fingerprint: dict | None = None
 
     def state_dict(self) -> dict:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import torch
 
-from .progress import tqdm
-from .scoring import Representation
+from ..modeling.scoring import Representation
+from ..progress import tqdm
 
 
 def shard_bounds(n_rows: int, num_shards: int, shard: int) -> tuple[int, int]:

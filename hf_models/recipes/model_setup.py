@@ -18,8 +18,8 @@ def build_model(model_args: ModelArguments, tokenizer, max_length: int | None = 
     The featurizer's markers and ``max_length`` (the input format) are recorded in the config; the embeddings grow
     only for marker tokens the featurizer added to the tokenizer (:func:`fit_embeddings`).
     """
-    from .modeling_joint import JointRerankerModel
-    from .modeling_retriever import MODEL_BY_ARCHITECTURE, RetrieverModel
+    from ..modeling.modeling_joint import JointRerankerModel
+    from ..modeling.modeling_retriever import MODEL_BY_ARCHITECTURE, RetrieverModel
 
     if model_args.init_from:
         check_local_folder("--init_from", model_args.init_from)
@@ -64,7 +64,7 @@ def record_input_format(model, max_length: int | None) -> None:
     """Write the featurizer's markers and ``max_length`` into the config (saved with the model)."""
     from data_scripts.featurize import DEFAULT_MARKERS
 
-    from .input_format import MARKER_FIELDS, InputFormat
+    from ..modeling.input_format import MARKER_FIELDS, InputFormat
 
     recorded = InputFormat.from_config(model.config)
     if recorded.markers != DEFAULT_MARKERS:

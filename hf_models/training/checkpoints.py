@@ -1,6 +1,6 @@
 """Which training checkpoints are complete, and how the epoch's negatives travel with them.
 
-A checkpoint of :class:`~hf_models.trainer.NCETrainer` is complete when ``trainer_state.json`` (written last by
+A checkpoint of :class:`~hf_models.training.trainer.NCETrainer` is complete when ``trainer_state.json`` (written last by
 the Trainer) parses, the weights are readable, the optimizer/scheduler files exist (unless ``save_only_model``)
 and ``negatives.pt`` (written right after the weights, before the optimizer) holds the negatives of the epoch in
 progress. ``--resume_from_checkpoint true`` resumes from the newest complete checkpoint; newer incomplete ones (a
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write_bytes, ids_checksum
+from ..atomic import atomic_write_bytes, ids_checksum
 from .mining import MinedNegatives
 
 logger = logging.getLogger(__name__)
