@@ -28,6 +28,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from huggingface_hub.utils.sha import sha_fileobj
+
 logger = logging.getLogger(__name__)
 
 FAULT_ENV = "HARD_NCE_EL_FAULT"
@@ -213,12 +215,9 @@ def ids_checksum(ids) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
+    """sha256 of a file's bytes (huggingface_hub's chunked ``sha_fileobj``, as the Hub computes LFS hashes)."""
     with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha_fileobj(handle).hex()
 
 
 def files_sha256(folder: Path) -> dict[str, str]:

@@ -34,15 +34,10 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def closest(name: str, choices: Sequence[str]) -> str | None:
-    """The most similar of ``choices`` to ``name`` (None when nothing is close)."""
-    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
 def _suggestion(name: str, choices: Sequence[str]) -> str:
-    match = closest(name, choices)
-    return f" (did you mean {match}?)" if match else ""
+    """`` (did you mean X?)`` for the most similar of ``choices`` (empty when nothing is close)."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {matches[0]}?)" if matches else ""
 
 
 def build_parser(dataclass_types: Sequence[type], default_config: str | None = None) -> HfArgumentParser:
@@ -53,55 +48,37 @@ def build_parser(dataclass_types: Sequence[type], default_config: str | None = N
     return parser
 
 
-def _split_config(argv: list[str], default_config: str | None) -> tuple[str | None, list[str]]:
-    config_path, rest, position = default_config, [], 0
-    while position < len(argv):
-        item = argv[position]
-        if item == "--config":
-            if position + 1 >= len(argv):
-                raise ValueError("--config needs a path")
-            config_path = argv[position + 1]
-            position += 2
-            continue
-        if item.startswith("--config="):
-            config_path = item.split("=", 1)[1]
-        else:
-            rest.append(item)
-        position += 1
-    return config_path, rest
-
-
-def check_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
-    """Exit with a one-line error naming the closest valid flag when ``argv`` has an unknown ``--flag``."""
-    known = sorted({option for action in parser._actions for option in action.option_strings})
-    for item in argv:
-        if not item.startswith("--"):
-            continue
-        flag = item.split("=", 1)[0]
-        if flag not in known:
-            parser.exit(2, f"{parser.prog}: error: unknown flag {flag}{_suggestion(flag, known)}\n")
-
-
 def parse_config(
     dataclass_types: Sequence[type], argv: Sequence[str] | None = None, default_config: str | None = None
 ):
-    """Parse `--config FILE` (YAML) then the remaining flags, which override the YAML values."""
+    """Parse `--config FILE` (YAML) then the remaining flags, which override the YAML values.
+
+    HfArgumentParser does the parsing: the YAML values become the parser's defaults (as TRL's ``TrlParser`` does),
+    and the strings it does not recognise come back as ``remaining`` and are refused with the closest flag."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(dataclass_types, default_config)
     if "-h" in argv or "--help" in argv:
-        parser.parse_args(["--help"])  # prints the help (with --config) and exits
-    config_path, argv = _split_config(argv, default_config)
-    check_flags(parser, argv)
-    if config_path:
-        values = load_yaml(config_path)
+        parser.parse_args(["--help"])  # prints the help (with --config) and exits, before any YAML is read
+    config_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    config_parser.add_argument("--config", default=default_config)
+    config, argv = config_parser.parse_known_args(argv)
+    if config.config:
+        values = load_yaml(config.config)
         known = {action.dest for action in parser._actions} - {"config", "help"}
         unknown = sorted(set(values) - known)
         if unknown:
-            hints = "".join(_suggestion(key, sorted(known)) for key in unknown[:1])
-            raise ValueError(f"{config_path}: unknown key(s) {unknown}{hints}")
-        parser.set_defaults(**_typed_yaml_values(parser, values, config_path))
-        _relax_required(parser, values)
-    return parser.parse_args_into_dataclasses(args=argv)
+            raise ValueError(
+                f"{config.config}: unknown key(s) {unknown}{_suggestion(unknown[0], sorted(known))}"
+            )
+        parser.set_defaults(**_typed_yaml_values(parser, values, config.config))
+        for action in parser._actions:  # arguments the YAML gives are no longer required on the command line
+            action.required = action.required and action.dest not in values
+    *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if remaining:
+        flag = remaining[0].split("=", 1)[0]
+        flags = sorted({option for action in parser._actions for option in action.option_strings})
+        parser.exit(2, f"{parser.prog}: error: unknown flag {flag}{_suggestion(flag, flags)}\n")
+    return tuple(parsed)
 
 
 def _typed_yaml_values(parser, values: dict, config_path) -> dict:
@@ -123,10 +100,3 @@ def _typed_yaml_values(parser, values: dict, config_path) -> dict:
             raise ValueError(f"{config_path}: key {key!r} must be {kind}, got {value!r}")
         typed[key] = action.type(value)
     return typed
-
-
-def _relax_required(parser, values: dict) -> None:
-    """Arguments given in the YAML are no longer required on the command line."""
-    for action in parser._actions:
-        if action.dest in values:
-            action.required = False
