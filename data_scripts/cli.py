@@ -8,6 +8,7 @@ from pathlib import Path
 
 import datasets
 
+from .aliases import AliasTable
 from .featurize import DEFAULT_MARKERS, featurize_entities, featurize_mentions, prepare_tokenizer
 from .io import check_replaceable, counts_summary, push_processed, write_processed
 from .validation import validate_tables
@@ -48,8 +49,10 @@ def finish(
     entities: datasets.Dataset,
     card: str,
     pretty_name: str,
+    aliases: AliasTable | None = None,
 ) -> None:
-    """Validate, featurize (when --tokenizer), write the layout atomically, push (when --push_to_hub)."""
+    """Validate, featurize (when --tokenizer), write the layout atomically (with the alias table, when given),
+    push (when --push_to_hub)."""
     output_dir = Path(args.output_dir)
     check_replaceable(output_dir, pretty_name, args.overwrite)  # fail before the (long) featurization
     validate_tables(mentions, entities)
@@ -72,7 +75,13 @@ def finish(
             f"{added} token(s) added to the vocabulary)."
         )
     counts = write_processed(
-        mentions, entities, output_dir, card=card, pretty_name=pretty_name, overwrite=args.overwrite
+        mentions,
+        entities,
+        output_dir,
+        card=card,
+        pretty_name=pretty_name,
+        overwrite=args.overwrite,
+        aliases=aliases,
     )
     logger.info("%s", counts_summary(counts))
     if args.push_to_hub:

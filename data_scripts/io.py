@@ -8,6 +8,8 @@ Layout written by :func:`write_processed` (and read by :func:`load_processed`)::
       mentions/<split>.parquet     mention_id, world, left_context, mention, right_context, label_id, category,
                                    split (+ mention_input_ids, mention_attention_mask when featurized)
       entities/<world>.parquet     entity_id, world, title, text (+ entity_input_ids, entity_attention_mask)
+      aliases.parquet              optional alias table (data_scripts/aliases.py); its mentions then have an
+                                   `alias` column (the normalized alias key)
 
 Plain Parquet: `datasets.load_dataset("parquet", data_files=processed_data_files(OUT)["mentions"])`.
 """
@@ -30,10 +32,10 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
+from .aliases import ALIASES_FILE, AliasTable, check_aliases, manifest_entry
 from .validation import (
     ENTITY_COLUMNS,
     MENTION_COLUMNS,
-    check_name,  # noqa: F401  (data_scripts.jsonl imports it from here)
     validate_tables,
 )
 
@@ -42,16 +44,19 @@ logger = logging.getLogger(__name__)
 MENTION_FEATURES = datasets.Features({name: datasets.Value("string") for name in MENTION_COLUMNS})
 ENTITY_FEATURES = datasets.Features({name: datasets.Value("string") for name in ENTITY_COLUMNS})
 MANIFEST_FILE = "manifest.json"
-LAYOUT = ("mentions", "entities", "counts.json", "README.md", MANIFEST_FILE)
+LAYOUT = ("mentions", "entities", "counts.json", "README.md", MANIFEST_FILE, ALIASES_FILE)
 
 
-def mentions_dataset(rows: Iterable[dict[str, Any]]) -> datasets.Dataset:
-    """A mention `Dataset` with exactly the contract columns (all strings)."""
-    columns: dict[str, list[str]] = {name: [] for name in MENTION_COLUMNS}
+def mentions_dataset(rows: Iterable[dict[str, Any]], extra: tuple[str, ...] = ()) -> datasets.Dataset:
+    """A mention `Dataset` with exactly the contract columns (all strings), plus the string columns ``extra``
+    (e.g. ``alias``)."""
+    names = (*MENTION_COLUMNS, *extra)
+    columns: dict[str, list[str]] = {name: [] for name in names}
     for row in rows:
-        for name in MENTION_COLUMNS:
+        for name in names:
             columns[name].append(str(row.get(name) or ""))
-    return datasets.Dataset.from_dict(columns, features=MENTION_FEATURES)
+    features = datasets.Features({name: datasets.Value("string") for name in names})
+    return datasets.Dataset.from_dict(columns, features=features)
 
 
 def entities_dataset(rows: Iterable[dict[str, Any]], batch_size: int = 10_000) -> datasets.Dataset:
@@ -152,6 +157,8 @@ def build_manifest(directory: str | Path, pretty_name: str) -> dict[str, Any]:
                 "ids_sha256": ids_checksum(ids),
                 "sha256": file_sha256(path),
             }
+    if (directory / ALIASES_FILE).exists():
+        manifest["aliases"] = manifest_entry(directory)
     return manifest
 
 
@@ -191,6 +198,7 @@ def check_processed(directory: str | Path) -> None:
                     f"{directory}: {path} does not match its checksum in {directory / MANIFEST_FILE} (a row was "
                     "changed since it was written): rewrite the dataset"
                 )
+        check_aliases(directory, manifest)
         return
     if not (directory / "counts.json").exists():
         logger.warning("%s has no %s or counts.json: its files cannot be checked", directory, MANIFEST_FILE)
@@ -278,8 +286,10 @@ def write_processed(
     card: str | None = None,
     pretty_name: str = "Entity linking tables",
     overwrite: bool = False,
+    aliases: AliasTable | None = None,
 ) -> dict[str, Any]:
-    """Validate the tables, then write the Parquet layout + counts.json + manifest.json + README.md card.
+    """Validate the tables, then write the Parquet layout + counts.json + manifest.json + README.md card
+    (+ ``aliases.parquet``, the alias table, when given: its candidates must be entities of their world).
 
     Nothing is written before every check passed (:func:`validate_tables`); the folder is replaced atomically
     (:func:`~hf_models.atomic.atomic_folder`: a failure or a kill leaves the previous version), and files of the
@@ -293,6 +303,8 @@ def write_processed(
     previous = readable_folder(output_dir)  # its kept previous version after a kill between two renames
     check_replaceable(previous, pretty_name, overwrite, shown=output_dir)
     validate_tables(mentions, entities)
+    if aliases is not None:
+        aliases.validate(dict(zip(entities["entity_id"], entities["world"], strict=True)))
     counts = count_rows(mentions, entities)
     with atomic_folder(output_dir) as folder:
         for sub in ("mentions", "entities"):
@@ -308,6 +320,8 @@ def write_processed(
             subset = entities.select(rows) if rows is not None else entities
             file = f"entities/{world}.parquet"
             subset.to_parquet(str(folder / file))
+        if aliases is not None:
+            aliases.write(folder / ALIASES_FILE)
         (folder / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
         (folder / "README.md").write_text(dataset_card(counts, pretty_name=pretty_name, body=card or ""))
         (folder / MANIFEST_FILE).write_text(json.dumps(build_manifest(folder, pretty_name), indent=2) + "\n")

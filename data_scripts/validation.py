@@ -7,14 +7,16 @@ raises :class:`InvalidDataError`; with ``skip_invalid=True`` the record is skipp
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     import datasets
@@ -87,11 +89,13 @@ class ProblemLog:
 
 
 def read_jsonl(path: str | Path, problems: ProblemLog) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Stream `(line_number, object)` from a JSON-lines file (1-based line numbers, blank lines ignored).
+    """Stream `(line_number, object)` from a JSON-lines file (1-based line numbers, blank lines ignored); a
+    ``.gz`` file is decompressed on the fly.
 
-    A line that is not UTF-8 or not a JSON object is reported with the file and line."""
-    with open(path, "rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
+    A line that is not UTF-8 or not a JSON object is reported with the file and line; a broken gzip stream raises
+    :class:`InvalidDataError` naming the file and the last line read."""
+    with _open_binary(path) as handle:
+        for line_number, raw in _lines(handle, path):
             line = decode_line(raw, f"{path}:{line_number}", problems)
             if line is None or not line.strip():
                 continue
@@ -104,6 +108,23 @@ def read_jsonl(path: str | Path, problems: ProblemLog) -> Iterator[tuple[int, di
                 problems.report(MALFORMED_JSON, f"{path}:{line_number}: expected a JSON object")
                 continue
             yield line_number, record
+
+
+def _open_binary(path: str | Path) -> BinaryIO:
+    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")  # noqa: SIM115
+
+
+def _lines(handle: BinaryIO, path: str | Path) -> Iterator[tuple[int, bytes]]:
+    line_number = 0
+    try:
+        for line_number, raw in enumerate(handle, start=1):  # noqa: B007 (read in the except clause)
+            yield line_number, raw
+    except (EOFError, OSError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        if not str(path).endswith(".gz"):
+            raise
+        raise InvalidDataError(
+            f"{path}:{line_number + 1}: not a readable gzip stream after line {line_number} ({error})"
+        ) from error
 
 
 def decode_line(raw: bytes, where: str, problems: ProblemLog) -> str | None:
