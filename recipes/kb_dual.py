@@ -2,6 +2,12 @@
 
     accelerate launch recipes/kb_dual.py --dataset_dir data/my_kb [--config recipes/configs/kb_dual.yaml] [--flag value ...]
 
+Your own knowledge base: JSON lines files of entities, mentions (per split) and optionally an alias table become
+``data/my_kb`` with one command (docs/own_kb.md)::
+
+    python -m data_scripts.jsonl --entities entities.jsonl.gz --mentions train=train.jsonl \
+        --mentions val=dev.jsonl --aliases aliases.jsonl.gz --output_dir data/my_kb
+
 Not the paper's settings (those are in the zeshel_* recipes): hard negatives re-mined with the current model at every
 epoch as in the paper, but only from the labeled entities of each mention's world (``negative_pool: labeled``) and
 shared across the batch (in-batch negatives too; each batch holds 32 mentions of one world), mean pooling,
