@@ -134,7 +134,7 @@ def test_recipe_finish_pushes_the_inference_folder(recipe_output, monkeypatch):
     """--push_to_hub / --push_candidates reach push_folder; the card and metrics are written first."""
     from types import SimpleNamespace
 
-    from hf_models import recipe
+    from hf_models.recipes import recipe
     from hf_models.training.training_args import NCETrainingArguments
 
     folder, inference = recipe_output

@@ -168,7 +168,7 @@ def test_cpu_bf16_training_is_warned_about(tmp_path, caplog, monkeypatch):
     import logging
     from pathlib import Path as _Path
 
-    from hf_models import recipe
+    from hf_models.recipes import recipe
 
     real_read_text = _Path.read_text
     monkeypatch.setattr(
