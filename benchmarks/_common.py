@@ -1,4 +1,5 @@
-"""Measurement helpers shared by the benchmark scripts (memory, machine description, timing, matmul peak)."""
+"""Measurement helpers shared by the benchmark scripts: memory, machine description, timing, matmul peak, and
+:class:`Meter` (wall seconds and peak memory of named stages)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -89,3 +91,46 @@ def machine_line(device: torch.device, with_load: bool = True) -> str:
     if with_load:
         line += f"; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     return line
+
+
+# ---------------------------------------------------------------------------- stages: time + peak memory
+@dataclass
+class Stage:
+    seconds: float
+    peak_mb: float  # above the RSS before the stage (absolute ru_maxrss when VmHWM cannot be reset)
+    gpu_peak_mb: float | None = None
+
+
+@dataclass
+class Meter:
+    """Times named stages (``with meter.stage(stages, name):``) and records each one's peak memory above the
+    memory before it: RSS through ``VmHWM`` (reset via /proc/self/clear_refs), and on CUDA the allocator peak."""
+
+    device: torch.device
+    can_reset: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.can_reset = reset_peak_rss()
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextlib.contextmanager
+    def stage(self, stages: dict[str, Stage], name: str):
+        release_freed_memory()
+        self.sync()
+        base = rss_bytes()
+        reset_peak_rss()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            gpu_base = torch.cuda.memory_allocated(self.device)
+        start = time.perf_counter()
+        yield
+        self.sync()
+        seconds = time.perf_counter() - start
+        peak = rss_bytes("VmHWM") - base if self.can_reset else rss_bytes("VmHWM")
+        gpu = None
+        if self.device.type == "cuda":
+            gpu = (torch.cuda.max_memory_allocated(self.device) - gpu_base) / 2**20
+        stages[name] = Stage(seconds, peak / 2**20, gpu)

@@ -33,8 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import release_freed_memory, reset_peak_rss, rss_bytes  # noqa: E402
-
+from benchmarks._common import release_freed_memory, reset_peak_rss, rss_bytes  # noqa: E402
 from hf_models.index.faiss_backend import FaissIndex  # noqa: E402
 
 KILT_ENTITIES = 5_903_530

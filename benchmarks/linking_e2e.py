@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
-from _common import machine_line
 
-from data_scripts.io import load_processed
-from hf_models.index.evaluation import end_to_end_linking_metrics, mention_detection_metrics
-from hf_models.linking import EntityLinker, TrainedDetector
-from hf_models.recipes.detector_training import run_mention_detector_recipe
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import machine_line  # noqa: E402
+from data_scripts.io import load_processed  # noqa: E402
+from hf_models.index.evaluation import end_to_end_linking_metrics, mention_detection_metrics  # noqa: E402
+from hf_models.linking import EntityLinker, TrainedDetector  # noqa: E402
+from hf_models.recipes.detector_training import run_mention_detector_recipe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 KB_WORLD = "test"

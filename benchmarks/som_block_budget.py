@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine_line, matmul_peak, timed  # noqa: E402
-from hf_models import all_pairs  # noqa: E402
 from hf_models.index.encoding import autocast_for  # noqa: E402
+from hf_models.modeling import all_pairs  # noqa: E402
 
 
 def median_seconds(fn, device: torch.device, repeats: int) -> float:

@@ -27,8 +27,7 @@ import torch
 from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine_line, matmul_peak, timed  # noqa: E402
-
+from benchmarks._common import machine_line, matmul_peak, timed  # noqa: E402
 from data_scripts.featurize import prepare_tokenizer  # noqa: E402
 from hf_models.analysis.precision import exactness_report  # noqa: E402
 from hf_models.index.encoding import autocast_for, encode_in_batches, resolve_encode_dtype  # noqa: E402

@@ -49,8 +49,7 @@ import torch
 from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine_line, synchronize  # noqa: E402
-
+from benchmarks._common import machine_line, synchronize  # noqa: E402
 from hf_models.index.tables import EntityTable, MentionTable  # noqa: E402
 from hf_models.modeling.losses import adjusted_nce_loss, nce_loss  # noqa: E402
 from hf_models.recipes.model_setup import build_model  # noqa: E402
