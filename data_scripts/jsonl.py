@@ -161,10 +161,16 @@ def _parts(record: dict[str, Any], where: str, problems: ProblemLog) -> tuple[st
 
 
 def _gold(
-    label: str, world: str, index: EntityIndex, record: dict[str, Any], where: str, problems: ProblemLog
+    label: str,
+    world: str,
+    index: EntityIndex,
+    worlds: set[str],
+    record: dict[str, Any],
+    where: str,
+    problems: ProblemLog,
 ) -> bool:
-    """The gold is an entity of the mention's world (reported naming the field at fault)."""
-    if world not in index.worlds:
+    """The gold is an entity of the mention's world (``worlds``: those with entities; reported naming the field)."""
+    if world not in worlds:
         source = "field 'world'" if "world" in record else "no field 'world', so the --world default"
         problems.report(WORLD_WITHOUT_ENTITIES, f"{where}: {source}: world {world!r} has no entities")
         return False
@@ -183,6 +189,7 @@ def iter_mentions(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """`(where, mention_row)` of one split file, golds checked against the entities (``index``); repeated ids
     are left to :func:`check_mentions`."""
+    worlds = index.worlds  # a set built from every entity: once per file, not per row
     for line, record in tqdm(read_jsonl(path, problems), desc=f"{split} {path.name}", leave=False):
         where = f"{path}:{line}"
         if not require_fields(record, ("mention_id", "label_id"), where, problems):
@@ -190,7 +197,7 @@ def iter_mentions(
         mention_id = id_field(record, "mention_id", where, problems)
         label = id_field(record, "label_id", where, problems) if mention_id is not None else None
         world = _world(record, default_world, where, problems) if label is not None else None
-        if world is None or not _gold(label, world, index, record, where, problems):
+        if world is None or not _gold(label, world, index, worlds, record, where, problems):
             continue
         parts = _parts(record, where, problems)
         category = _optional_text(record, "category", where, problems) if parts is not None else None
