@@ -148,6 +148,48 @@ def retrieve_splits(
 
 
 @torch.no_grad()
+def candidate_scores(
+    model,
+    rows: torch.Tensor,
+    mentions: MentionTable,
+    entities: EntityTable,
+    *,
+    cross: bool,
+    batch_size: int = 8,
+    accelerator=None,
+) -> torch.Tensor:
+    """`model`'s score of each mention against its candidate entity rows [N, C] -> scores [N, C], in candidate
+    order (any architecture, or the joint reranker with ``cross``). Padding candidates (row -1) score -inf.
+
+    The one scoring path of :func:`rerank` and of the alias candidates (:mod:`hf_models.index.alias_metrics`);
+    batches of ``batch_size`` mentions are sharded over the accelerator's processes.
+    """
+    if rows.shape[0] != len(mentions):
+        raise ValueError(f"{rows.shape[0]} candidate rows for {len(mentions)} mentions")
+    if rows.shape[1] == 0 or len(mentions) == 0:
+        return torch.full(rows.shape, float("-inf"))
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    starts = list(range(0, len(mentions), batch_size))
+
+    def score_batch(c: int) -> torch.Tensor:
+        index = torch.arange(starts[c], min(starts[c] + batch_size, len(mentions)))
+        batch_rows = rows[index]  # [B, C]
+        valid = batch_rows >= 0
+        safe = torch.where(valid, batch_rows, mentions.gold_rows[index, None])  # any valid row; masked below
+        inputs = candidate_inputs(mentions, entities, index, safe, cross)
+        scores = model(**{k: v.to(device) for k, v in inputs.items()}).scores.float().cpu()  # [B, C]
+        return scores.masked_fill(~valid, float("-inf"))
+
+    try:
+        parts = map_chunks_sharded(accelerator, len(starts), score_batch, "reranking")
+    finally:
+        model.train(was_training)
+    return torch.cat([parts[c] for c in range(len(starts))])  # [N, C]
+
+
+@torch.no_grad()
 def rerank(
     model,
     candidates: Ranking,
@@ -162,25 +204,15 @@ def rerank(
 
     Padding candidates (row -1: the retriever returned fewer than k) keep score -inf and stay last.
     """
-    device = accelerator.device if accelerator is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    starts = list(range(0, len(mentions), batch_size))
-
-    def score_batch(c: int) -> torch.Tensor:
-        index = torch.arange(starts[c], min(starts[c] + batch_size, len(mentions)))
-        rows = candidates.rows[index]  # [B, C]
-        valid = rows >= 0
-        safe = torch.where(valid, rows, mentions.gold_rows[index, None])  # any valid row; masked below
-        inputs = candidate_inputs(mentions, entities, index, safe, cross)
-        scores = model(**{k: v.to(device) for k, v in inputs.items()}).scores.float().cpu()  # [B, C]
-        return scores.masked_fill(~valid, float("-inf"))
-
-    try:
-        parts = map_chunks_sharded(accelerator, len(starts), score_batch, "reranking")
-    finally:
-        model.train(was_training)
-    scores = torch.cat([parts[c] for c in range(len(starts))])  # [N, C]
+    scores = candidate_scores(
+        model,
+        candidates.rows,
+        mentions,
+        entities,
+        cross=cross,
+        batch_size=batch_size,
+        accelerator=accelerator,
+    )  # [N, C]
     order = scores.argsort(dim=1, descending=True, stable=True)
     return Ranking(rows=candidates.rows.gather(1, order), scores=scores.gather(1, order))
 

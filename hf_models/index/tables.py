@@ -72,6 +72,9 @@ class MentionTable:
     gold_rows: torch.Tensor  # [N] global entity rows
     input_ids: torch.Tensor  # [N, T]
     attention_mask: torch.Tensor  # [N, T]
+    # each mention's normalized alias key (the dataset's ``alias`` column, data_scripts/aliases.py); None when the
+    # dataset has none: the key is then the normalized surface (hf_models.index.alias_metrics.alias_keys)
+    alias_keys: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.mention_ids)
@@ -127,6 +130,7 @@ class MentionTable:
             gold_rows=torch.tensor(gold_rows, dtype=torch.long),
             input_ids=table["mention_input_ids"],
             attention_mask=table["mention_attention_mask"],
+            alias_keys=list(dataset["alias"]) if "alias" in dataset.column_names else None,
         )
 
     def indices_by_world(self) -> dict[str, torch.Tensor]:

@@ -15,7 +15,10 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, set_seed
 
+from data_scripts.aliases import AliasTable, load_aliases
+
 from ..atomic import atomic_write_text
+from ..index.alias_metrics import evaluate_alias_splits
 from ..index.evaluation import (
     Ranking,
     evaluate_ranking,
@@ -74,6 +77,7 @@ class RecipeData:
     splits: dict[str, MentionTable]
     entity_texts: list[str]  # raw descriptions aligned with `entities` rows
     tokens_added: int = 0
+    aliases: AliasTable | None = None  # the folder's alias table (aliases.parquet), when it has one
 
 
 def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
@@ -81,7 +85,8 @@ def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
     from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
     from data_scripts.io import load_processed
 
-    mentions, entities = load_processed(data_args.dataset_dir)
+    mentions, entities = load_processed(data_args.dataset_dir)  # checks aliases.parquet too, when listed
+    aliases = load_aliases(data_args.dataset_dir)
     for flag, split in (("--train_split", data_args.train_split), ("--eval_split", data_args.eval_split),
                         ("--test_split", data_args.test_split)):  # fmt: skip
         if split and split not in mentions:
@@ -121,6 +126,7 @@ def load_recipe_data(data_args: DataArguments, tokenizer) -> RecipeData:
         splits=splits,
         entity_texts=list(featurized_entities["text"]),
         tokens_added=tokens_added,
+        aliases=aliases,
     )
 
 
@@ -130,7 +136,9 @@ def evaluate_splits(
 ) -> dict:
     """Final metrics of the eval and test splits; candidate files for every split; the qualitative report.
 
-    Without ``write_candidates`` the training split is not ranked at all (its worlds are not encoded).
+    Without ``write_candidates`` the training split is not ranked at all (its worlds are not encoded). With an
+    alias table, the eval and test splits also get the alias metrics (:mod:`hf_models.index.alias_metrics`): the
+    prior weight is tuned on the eval split and applied unchanged to the test split.
     """
     output_dir = Path(trainer.args.output_dir)
     results = {}
@@ -154,6 +162,19 @@ def evaluate_splits(
             write_candidate_file(
                 output_dir / "candidates" / f"{split}.jsonl", ranking, mentions, data.entities
             )
+    if data.aliases is not None and results:
+        alias_results = evaluate_alias_splits(
+            trainer.model,
+            data.aliases,
+            {split: data.splits[split] for split in results},
+            data.entities,
+            data_args.eval_split if data_args.eval_split in results else None,
+            cross=trainer.cross,
+            batch_size=trainer.args.per_device_eval_batch_size,
+            accelerator=trainer.accelerator,
+        )
+        for split, metrics in alias_results.items():
+            results[split].update(metrics)
     if data_args.compare_with and data_args.eval_split in data.splits:
         write_comparison(trainer, data, data_args, rankings[data_args.eval_split], candidates)
     return results
@@ -180,7 +201,8 @@ def write_comparison(
 
 
 def print_metrics(results: dict[str, dict[str, float]]) -> None:
-    keys = ["recall@64", "recall@1", "unnormalized_accuracy", "normalized_accuracy", "num_mentions"]
+    keys = ["recall@64", "recall@1", "unnormalized_accuracy", "normalized_accuracy", "alias_accuracy"]
+    keys += ["alias_prior_accuracy", "num_mentions"]  # the alias metrics only with an alias table
     keys = [k for k in keys if any(k in r for r in results.values())] or sorted(next(iter(results.values())))
     print("\n| split | " + " | ".join(keys) + " |")
     print("|---|" + "---|" * len(keys))
