@@ -1,11 +1,12 @@
 """The linking room: text in, linked entities out (:class:`EntityLinker`). See docs/linking.md.
 
 Input parsing (:mod:`.inputs`), mention detection (:mod:`.detection`), linking (:mod:`.linker`), reranking
-(:mod:`.reranking`), loading saved models (:mod:`.loading`), index fingerprints (:mod:`.fingerprints`), results
-(:mod:`.results`) and the command line (:mod:`.cli`, run as ``python -m hf_models.linking``).
+(:mod:`.reranking`), alias candidates with a log prior (:mod:`.alias_candidates`), loading saved models
+(:mod:`.loading`), index fingerprints (:mod:`.fingerprints`), results (:mod:`.results`) and the command line
+(:mod:`.cli`, run as ``python -m hf_models.linking``).
 
-May import :mod:`hf_models.modeling`, :mod:`hf_models.index`, ``data_scripts.featurize`` and the shared
-helpers; never training, publishing, analysis or recipes.
+May import :mod:`hf_models.modeling`, :mod:`hf_models.index`, ``data_scripts.featurize``,
+``data_scripts.aliases`` and the shared helpers; never training, publishing, analysis or recipes.
 """
 
 from .detection import DEFAULT_STOP_WORDS, DictionaryDetector, TrainedDetector, tokenize_windows

@@ -1,7 +1,8 @@
 """Command line entity linking: build an entity index, then link texts against it.
 
     python -m hf_models.linking build-index --retriever DIR --entities kb.jsonl --index kb_index/ \
-        [--backend exact|faiss] [--faiss_kind flat|ivf|hnsw] [--shortlist_size N] [--fp16] [--max_length 128]
+        [--backend exact|faiss] [--faiss_kind flat|ivf|hnsw] [--shortlist_size N] [--fp16] [--max_length 128] \
+        [--aliases data/my_kb|aliases.parquet [--prior_weight W]]
     python -m hf_models.linking [link] --retriever DIR [--reranker DIR] --index kb_index/ \
         --input texts.txt|inputs.jsonl --output linked.jsonl [--top_k 10] [--detector dictionary|DIR] \
         [--nil_threshold P] [--detection_threshold P] [--world NAME]
@@ -12,7 +13,10 @@ output has one JSON line per input line. A ``.jsonl`` input holds one JSON objec
 or BLINK's ``{"context_left", "mention", "context_right"}``, each with optional ``world`` and any other keys
 (``id``, ...), which are copied to the output line. Output lines add ``text`` (markers removed), ``world`` and
 ``mentions``: ``[{"start", "end", "surface", "entity_id", "nil", "entities": [{"entity_id", "title",
-"description", "score", "probability", "world"}, ...]}, ...]``. See docs/linking.md.
+"description", "score", "probability", "world"}, ...]}, ...]``. An index built with ``--aliases`` (the alias table
+of a processed folder written by ``python -m data_scripts.jsonl``) links a mention whose alias key (its ``alias`` /
+``lemma``, else its normalized surface) has candidates among those only, by score + ``--prior_weight`` x log prior;
+each mention then also carries ``"source": "alias"`` or ``"index"``. See docs/linking.md.
 """
 
 from __future__ import annotations
@@ -61,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="mention / entity input length (default: the model's, or 128)",
+    )
+    build.add_argument(
+        "--aliases",
+        default=None,
+        help="alias table: a processed folder with aliases.parquet (python -m data_scripts.jsonl) or that file",
+    )
+    build.add_argument(
+        "--prior_weight",
+        type=float,
+        default=None,
+        help="weight of the alias log prior added to the score (with --aliases; default 0)",
     )
     link = commands.add_parser("link", help="link texts (the default command)")
     _common(link)
@@ -124,6 +139,8 @@ def read_inputs(path: Path) -> tuple[list[Any], list[str]]:
 
 
 def run_build(args: argparse.Namespace) -> Path:
+    if args.prior_weight is not None and args.aliases is None:
+        raise ValueError("--prior_weight weights the alias table's log prior: pass it with --aliases")
     linker = EntityLinker.from_pretrained(
         args.retriever,
         device=args.device,
@@ -135,7 +152,8 @@ def run_build(args: argparse.Namespace) -> Path:
         shortlist_size=args.shortlist_size,
         store_dtype=torch.float16 if args.fp16 else torch.float32,
     )
-    return linker.build_index(args.entities).save_index(args.index)
+    linker.build_index(args.entities, aliases=args.aliases, prior_weight=args.prior_weight or 0.0)
+    return linker.save_index(args.index)
 
 
 def run_link(args: argparse.Namespace) -> Path:

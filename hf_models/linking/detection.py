@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ahocorasick
 import torch
@@ -78,6 +79,17 @@ class DictionaryDetector:
         for entity_aliases in aliases or []:
             names.extend(entity_aliases or [])
         return cls(names, **kwargs)
+
+    @classmethod
+    def from_entity_tables(cls, tables: Iterable[Any], aliases_column: str = "aliases", **kwargs):
+        """Names = the titles (and the ``aliases_column`` lists, where a table has one) of entity tables."""
+        titles: list[str] = []
+        aliases: list[Sequence[str]] = []
+        for rows in tables:
+            titles.extend(rows["title"])
+            if aliases_column in rows.column_names:
+                aliases.extend(rows[aliases_column])
+        return cls.from_entities(titles, aliases, **kwargs)
 
     def find(self, text: str) -> list[tuple[int, int]]:
         """Leftmost-longest, non-overlapping, word-bounded matches in one text."""

@@ -42,6 +42,7 @@ class TextInput:
     record: dict[str, Any] = field(
         default_factory=dict
     )  # the input's other keys (id, ...), copied to the output
+    aliases: list[str | None] | None = None  # alias keys given for the spans (linker with an alias table)
 
 
 @contextlib.contextmanager

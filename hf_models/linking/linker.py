@@ -2,12 +2,14 @@
 
     linker = EntityLinker.from_pretrained("out/som", reranker="out/joint")
     linker.build_index("kb.jsonl")            # entity_id, title, text (+ world, aliases)
+    linker.set_aliases("data/my_kb", prior_weight=1.0)   # optional alias table (candidates + log prior), see below
     linker.save_index("kb_index/")            # later: EntityLinker.from_pretrained("out/som").load_index("kb_index/")
     linker.link(["The Doctor landed on Gallifrey."], top_k=10)   # mentions detected over the index's titles
 
 Per batch of texts: mentions are detected (texts without spans), all mentions are featurized and encoded together,
 and each world's index is searched once. Entities are encoded by :class:`~hf_models.index.entity_index.EntityIndex`;
-reranking goes through :func:`~hf_models.index.evaluation.rerank`. See docs/linking.md.
+reranking goes through :func:`~hf_models.index.evaluation.rerank`. With an alias table, a mention whose alias key
+has candidates is linked among those only (:mod:`hf_models.linking.alias_candidates`). See docs/linking.md.
 """
 
 from __future__ import annotations
@@ -22,33 +24,40 @@ import datasets
 import torch
 from transformers import AutoTokenizer
 
+from data_scripts.aliases import AliasTable
 from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
 
-from ..atomic import CorruptFolderError, atomic_folder, ids_checksum, readable_folder
+from ..atomic import atomic_folder, readable_folder
 from ..index.entity_index import EntityIndex
-from ..index.evaluation import Ranking
 from ..modeling.input_format import InputFormat
 from ..modeling.modeling_joint import JointRerankerModel
 from ..modeling.modeling_retriever import RetrieverModel
 from ..progress import tqdm
+from . import alias_candidates as alias
 from .detection import DictionaryDetector, TrainedDetector
 from .fingerprints import check_fingerprints, model_fingerprint, tokenizer_fingerprint
 from .inputs import ALIASES_COLUMN, TextInput, load_entity_table, parse_input, quiet_datasets
-from .loading import check_positions, config_markers, load_model, optional_tokenizer, read_index_manifest
-from .reranking import rerank_mentions
+from .loading import (
+    check_positions,
+    config_markers,
+    load_model,
+    optional_tokenizer,
+    read_entity_files,
+    read_index_manifest,
+    write_entity_files,
+)
 from .results import (
-    LinkedEntity,
     LinkResult,
     MentionLink,
     candidate_probabilities,
     check_threshold,
+    ranked_entities,
     short_description,
 )
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
-ENTITIES_DIR = "entities"
 VECTORS_DIR = "vectors"
 FORMAT_VERSION = 1
 Detector = Callable[[Sequence[str]], list[list[tuple[int, int]]]]
@@ -118,6 +127,9 @@ class EntityLinker:
         ] = {}  # world -> entity_id, title, text, aliases (row order)
         self._dictionary: dict[str | None, DictionaryDetector] = {}
         self._cache: dict[str, tuple[list[str], list[str], datasets.Dataset]] = {}
+        self.aliases: AliasTable | None = None  # optional alias candidates + log prior (set_aliases)
+        self.prior_weight = 0.0
+        self._alias_rows: dict[str, dict[str, int]] = {}  # world -> entity id -> row, see world_rows
 
     @classmethod
     def from_pretrained(
@@ -165,13 +177,20 @@ class EntityLinker:
     def worlds(self) -> list[str]:
         return list(self.index.worlds)
 
-    def build_index(self, entities: datasets.Dataset | str | Path) -> EntityLinker:
-        """Encode every entity of the table (one index per world), replacing any previous index."""
+    def build_index(
+        self,
+        entities: datasets.Dataset | str | Path,
+        aliases: AliasTable | str | Path | None = None,
+        prior_weight: float = 0.0,
+    ) -> EntityLinker:
+        """Encode every entity of the table (one index per world), replacing any previous index (and alias
+        table); ``aliases`` / ``prior_weight``: an optional alias table, see :meth:`set_aliases`."""
         table = load_entity_table(entities)
         with quiet_datasets():
             featurized = featurize_entities(table, self.tokenizer, self.max_length, markers=self.markers)
         self.index = self._new_index(**self.index_kwargs)
         self.entities, self._dictionary, self._cache = {}, {}, {}
+        self.aliases, self.prior_weight = None, 0.0
         positions: dict[str, list[int]] = {}
         for position, world in enumerate(table["world"]):
             positions.setdefault(world, []).append(position)
@@ -183,6 +202,16 @@ class EntityLinker:
             )
             self.entities[world] = rows.select_columns(["entity_id", "title", "text", ALIASES_COLUMN])
         logger.info("indexed %d entities in %d world(s)", len(table), len(self.entities))
+        return self if aliases is None else self.set_aliases(aliases, prior_weight)
+
+    def set_aliases(self, aliases: AliasTable | str | Path | None, prior_weight: float = 0.0) -> EntityLinker:
+        """Link mentions whose alias key has candidates in their world among those candidates only, by score +
+        ``prior_weight`` x log p(entity | alias) (:mod:`hf_models.linking.alias_candidates`); None removes the
+        table. ``aliases``: an :class:`~data_scripts.aliases.AliasTable`, a processed folder with
+        ``aliases.parquet``, or that file. Every candidate must be an entity of its world in the index."""
+        self._require_index()
+        self.aliases, self.prior_weight = alias.checked_aliases(aliases, prior_weight, self.entities)
+        self._alias_rows = {}
         return self
 
     def manifest(self) -> dict[str, Any]:
@@ -208,16 +237,13 @@ class EntityLinker:
         self._require_index()
         folder = Path(directory)
         manifest = self.manifest()
-        manifest["entity_files"], manifest["entity_ids_sha256"] = {}, {}
         with atomic_folder(folder, replaces=MANIFEST_FILE) as temporary:
-            (temporary / ENTITIES_DIR).mkdir()
-            for number, (world, rows) in enumerate(self.entities.items()):
-                name = f"{ENTITIES_DIR}/world_{number:04d}.parquet"
-                with quiet_datasets():
-                    rows.to_parquet(str(temporary / name))
-                manifest["entity_files"][world] = name
-                manifest["entity_ids_sha256"][world] = ids_checksum(rows["entity_id"])
+            manifest["entity_files"], manifest["entity_ids_sha256"] = write_entity_files(
+                temporary, self.entities
+            )
             self.index.save(temporary / VECTORS_DIR)
+            if self.aliases is not None:
+                manifest["aliases"] = alias.save_alias_table(self.aliases, temporary, self.prior_weight)
             (temporary / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         logger.info("saved the index of %d world(s) to %s", len(self.entities), folder)
         return folder
@@ -225,8 +251,8 @@ class EntityLinker:
     def load_index(self, directory: str | Path) -> EntityLinker:
         """Load an index written by :meth:`save_index`, refusing one built by another model or tokenizer.
 
-        The backend, FAISS kind, shortlist size and input length recorded in the manifest are restored. A
-        malformed manifest, vector file or entity file is an error naming that file.
+        The backend, FAISS kind, shortlist size, input length and alias table (checked by its sha256) recorded in
+        the manifest are restored. A malformed manifest, vector, entity or alias file is an error naming that file.
         """
         folder = readable_folder(directory)
         manifest_path = folder / MANIFEST_FILE
@@ -249,25 +275,11 @@ class EntityLinker:
             if isinstance(error, FileNotFoundError | ValueError) and str(folder) in str(error):
                 raise
             raise ValueError(f"{folder / VECTORS_DIR}: cannot load the entity vectors ({error})") from error
-        self.entities, self._dictionary, self._cache = {}, {}, {}
-        for world, name in entity_files.items():
-            try:
-                with quiet_datasets():
-                    self.entities[world] = datasets.Dataset.from_parquet(str(folder / name))
-            except Exception as error:  # pyarrow raises several types for a corrupt file
-                raise ValueError(f"{folder / name}: cannot read the entity table ({error})") from error
-            ids = self.entities[world]["entity_id"]
-            expected = saved["entity_ids_sha256"].get(world)
-            if (expected is not None and ids_checksum(ids) != expected) or (
-                world in self.index.worlds and list(ids) != list(self.index.worlds[world].entity_ids)
-            ):
-                raise CorruptFolderError(
-                    f"{folder}: {folder / name} does not hold the entities of the vectors in {folder / VECTORS_DIR} "
-                    f"(world {world!r}: ids or their order differ); rebuild the index"
-                )
-        missing = sorted(set(self.index.worlds) - set(self.entities))
-        if missing:
-            raise CorruptFolderError(f"{manifest_path}: no entity file for world(s) {missing} of the vectors")
+        self._dictionary, self._cache = {}, {}
+        vector_ids = {world: entry.entity_ids for world, entry in self.index.worlds.items()}
+        self.entities = read_entity_files(folder, entity_files, saved["entity_ids_sha256"], vector_ids)
+        self.aliases, self.prior_weight = alias.load_alias_table(folder, saved["aliases"])
+        self._alias_rows = {}
         return self
 
     def _require_index(self) -> None:
@@ -278,13 +290,8 @@ class EntityLinker:
         """The default detector: the titles and aliases of one world's entities (None: of every world), built
         once per index and world."""
         if world not in self._dictionary:
-            titles, aliases = [], []
-            for name, rows in self.entities.items():
-                if world is None or name == world:
-                    titles.extend(rows["title"])
-                    if ALIASES_COLUMN in rows.column_names:
-                        aliases.extend(rows[ALIASES_COLUMN])
-            self._dictionary[world] = DictionaryDetector.from_entities(titles, aliases)
+            tables = [rows for name, rows in self.entities.items() if world is None or name == world]
+            self._dictionary[world] = DictionaryDetector.from_entity_tables(tables, ALIASES_COLUMN)
         return self._dictionary[world]
 
     def _detect(self, texts: Sequence[TextInput], detector: Detector | None) -> list[list[tuple[int, int]]]:
@@ -311,7 +318,9 @@ class EntityLinker:
 
         Returns one :class:`LinkResult` per input, in order: the text (markers removed), its world and its
         mentions, each with ``top_k`` entities best first (reranked when the linker has a reranker), their
-        probabilities (softmax over those candidates) and NIL when the best is under ``nil_threshold``.
+        probabilities (softmax over those candidates) and NIL when the best is under ``nil_threshold``. With an
+        alias table (:meth:`set_aliases`) a mention whose alias key has candidates gets those, re-scored with the
+        prior (``source="alias"``); the others are searched in their whole world (``source="index"``).
         ``where`` names each input in error messages (default ``"input N"``).
         """
         if isinstance(inputs, (str, bytes, Mapping)):
@@ -327,6 +336,9 @@ class EntityLinker:
         items = list(inputs)
         names = list(where) if where is not None else [f"input {i}" for i in range(len(items))]
         parsed = [self._resolve_world(parse_input(item, names[i]), names[i]) for i, item in enumerate(items)]
+        if self.aliases is not None:
+            for text, name in zip(parsed, names, strict=True):
+                text.aliases = alias.explicit_aliases(text, name)
         results: list[LinkResult] = []
         batches = range(0, len(parsed), self.batch_size)
         for first in tqdm(batches, desc="linking", disable=not self.show_progress or len(batches) < 2):
@@ -377,33 +389,19 @@ class EntityLinker:
         by_world: dict[str, list[int]] = {}
         for position, (i, _, _) in enumerate(mentions):
             by_world.setdefault(texts[i].world, []).append(position)
+        keys = alias.mention_keys(texts, mentions) if self.aliases is not None else None
         for world, positions in by_world.items():
-            scores, entity_rows = self.index.search(
-                world, reps[torch.tensor(positions)], top_k
-            )  # [M, k], world rows
-            ranking = Ranking(rows=entity_rows, scores=scores)
-            if self.reranker is not None:
-                ranking = rerank_mentions(self, world, [rows[p] for p in positions], ranking)
-            probabilities = candidate_probabilities(ranking.scores)  # [M, k]
             ids, titles, descriptions = self._columns(world)
-            for position, row, score, prob in zip(
-                positions, ranking.rows.tolist(), ranking.scores.tolist(), probabilities.tolist(), strict=True
-            ):
-                i, start, end = mentions[position]
-                ranked = [
-                    LinkedEntity(
-                        entity_id=ids[r],
-                        title=titles[r],
-                        description=descriptions(r),
-                        score=float(s),
-                        probability=float(p),
-                        world=world,
-                    )
-                    for r, s, p in zip(row, score, prob, strict=True)
-                    if r >= 0
-                ]
-                nil = not ranked or ranked[0].probability < threshold
-                results[i].mentions.append(MentionLink(start, end, texts[i].text[start:end], ranked, nil))
+            for part, ranking, source in alias.rank_world(self, world, positions, reps, rows, keys, top_k):
+                probabilities = candidate_probabilities(ranking.scores)  # [M, k]
+                for position, row, score, prob in zip(
+                    part, ranking.rows.tolist(), ranking.scores.tolist(), probabilities.tolist(), strict=True
+                ):
+                    i, start, end = mentions[position]
+                    ranked = ranked_entities(row, score, prob, world, ids, titles, descriptions)
+                    nil = not ranked or ranked[0].probability < threshold
+                    link = MentionLink(start, end, texts[i].text[start:end], ranked, nil, source)
+                    results[i].mentions.append(link)
         for result in results:
             result.mentions.sort(key=lambda m: (m.start, m.end))
         return results

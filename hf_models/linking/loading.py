@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from ..atomic import CorruptFolderError, ids_checksum
 from ..modeling.input_format import MIN_LENGTH, InputFormat
+from .inputs import quiet_datasets
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,7 @@ def read_index_manifest(
             "entity_files": dict(manifest["entity_files"]),
             "entity_ids_sha256": dict(manifest.get("entity_ids_sha256", {})),
             "store_dtype": manifest["store_dtype"],
+            "aliases": manifest.get("aliases"),  # the alias table entry (alias_candidates.load_alias_table)
             "options": {k: manifest[k] for k in ("max_length", "backend", "faiss_kind", "shortlist_size")},
         }
         version = manifest.get("format_version")
@@ -98,3 +103,53 @@ def read_index_manifest(
         if given and key in given and given[key] != value:
             logger.warning("%s records %s=%r: using it instead of %r", path, key, value, given[key])
     return checked
+
+
+def read_entity_files(
+    folder: Path,
+    entity_files: Mapping[str, str],
+    ids_sha256: Mapping[str, str],
+    vector_ids: Mapping[str, Sequence[str]],
+) -> dict[str, datasets.Dataset]:
+    """The entity table of each world of an index folder, checked against the manifest's id checksums and the
+    loaded vectors' ids (``vector_ids``: world -> ids); a corrupt or mismatched file is an error naming it."""
+    entities = {}
+    for world, name in entity_files.items():
+        try:
+            with quiet_datasets():
+                entities[world] = datasets.Dataset.from_parquet(str(folder / name))
+        except Exception as error:  # pyarrow raises several types for a corrupt file
+            raise ValueError(f"{folder / name}: cannot read the entity table ({error})") from error
+        ids = entities[world]["entity_id"]
+        expected = ids_sha256.get(world)
+        if (expected is not None and ids_checksum(ids) != expected) or (
+            world in vector_ids and list(ids) != list(vector_ids[world])
+        ):
+            raise CorruptFolderError(
+                f"{folder}: {folder / name} does not hold the entities of the vectors in {folder / 'vectors'} "
+                f"(world {world!r}: ids or their order differ); rebuild the index"
+            )
+    missing = sorted(set(vector_ids) - set(entities))
+    if missing:
+        raise CorruptFolderError(
+            f"{folder / 'manifest.json'}: no entity file for world(s) {missing} of the vectors"
+        )
+    return entities
+
+
+ENTITIES_DIR = "entities"
+
+
+def write_entity_files(
+    folder: Path, entities: Mapping[str, datasets.Dataset]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Write each world's entity table to ``folder/entities/world_NNNN.parquet`` -> (world -> file name,
+    world -> sha256 of its ordered ids), the manifest's ``entity_files`` and ``entity_ids_sha256``."""
+    (folder / ENTITIES_DIR).mkdir()
+    files, checksums = {}, {}
+    for number, (world, rows) in enumerate(entities.items()):
+        name = f"{ENTITIES_DIR}/world_{number:04d}.parquet"
+        with quiet_datasets():
+            rows.to_parquet(str(folder / name))
+        files[world], checksums[world] = name, ids_checksum(rows["entity_id"])
+    return files, checksums

@@ -3,6 +3,7 @@ and a NIL decision."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ class MentionLink:
     surface: str
     entities: list[LinkedEntity]
     nil: bool = False
+    source: str | None = None  # with an alias table: "alias" (its candidates) or "index" (whole-world search)
 
     @property
     def entity_id(self) -> str | None:
@@ -46,6 +48,7 @@ class MentionLink:
             "entity_id": self.entity_id,
             "nil": self.nil,
             "entities": [asdict(e) for e in self.entities],
+            **({"source": self.source} if self.source is not None else {}),
         }
 
 
@@ -59,6 +62,30 @@ class LinkResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "world": self.world, "mentions": [m.to_dict() for m in self.mentions]}
+
+
+def ranked_entities(
+    rows: Sequence[int],
+    scores: Sequence[float],
+    probabilities: Sequence[float],
+    world: str,
+    ids: Sequence[str],
+    titles: Sequence[str],
+    description: Callable[[int], str],
+) -> list[LinkedEntity]:
+    """A mention's entities from its ranked world rows (-1 = padding, skipped), scores and probabilities."""
+    return [
+        LinkedEntity(
+            entity_id=ids[r],
+            title=titles[r],
+            description=description(r),
+            score=float(s),
+            probability=float(p),
+            world=world,
+        )
+        for r, s, p in zip(rows, scores, probabilities, strict=True)
+        if r >= 0
+    ]
 
 
 def candidate_probabilities(scores: torch.Tensor) -> torch.Tensor:
