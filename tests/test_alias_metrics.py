@@ -133,6 +133,7 @@ def test_alias_candidates_rows_priors_and_keys():
     )
     assert keyed.rows.tolist() == [[2, 1, -1], [3, 4, 5]]  # the recorded keys win over the surfaces
     assert keyed.log_priors[1].tolist() == pytest.approx([-math.log(3)] * 3)  # no counts: uniform
+    assert alias_keys(mention_table(["Bank", "x"], [1, 0], ["", "point out"])) == ["bank", "point out"]
     wrong = AliasTable.from_rows([{"alias": "bank", "world": "w", "candidates": ["e1", "e99"]}])
     with pytest.raises(
         ValueError, match=r"candidate 'e99' of alias 'bank' \(world 'w', mention 'm0'\) is not in"

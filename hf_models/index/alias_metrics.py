@@ -51,10 +51,10 @@ class AliasCandidates:
 
 
 def alias_keys(mentions: MentionTable) -> list[str]:
-    """Each mention's alias key: its recorded one (the dataset's ``alias`` column), else its normalized surface."""
-    if mentions.alias_keys is not None:
-        return list(mentions.alias_keys)
-    return [normalize(surface) for surface in mentions.surfaces]
+    """Each mention's alias key: its recorded one (the dataset's ``alias`` column), else (no column, or an empty /
+    null key) its normalized surface."""
+    recorded = mentions.alias_keys or [None] * len(mentions)
+    return [key or normalize(surface) for key, surface in zip(recorded, mentions.surfaces, strict=True)]
 
 
 def alias_candidates(
