@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,9 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks._peers import run_pylate, train_sentence_transformers  # noqa: E402
+
 ST_ROW = "st-mnrl"
 # sentence-transformers rows: name -> (mine_hard_negatives corpus, batch size, learning rate or None for
 # --learning_rate). `st-mnrl` is the issue's practitioner recipe (the default corpus: the training pairs'
@@ -125,6 +129,25 @@ SYSTEMS: dict[str, dict] = {
     "som-paper-hard": {**PAPER, "architecture": "som", "negatives": "hard"},
     # `ours` for sum-of-max: a sum of up to T cosines, no extra temperature (as ColBERT / PyLate)
     "som-ours": {**OURS, "architecture": "som", "reduction": "leftmost", "similarity_scale": 1.0},
+    # the paper's dual at K = 64 with each negative distribution, from the training pool (all training entities)
+    **{
+        f"paper-K64-{negatives}": {
+            **PAPER,
+            "negatives": negatives,
+            "num_candidates": 64,
+            "negative_pool": "training",
+        }
+        for negatives in ("random", "hard", "mixed")
+    },
+    # the peer's settings inside NCETrainer (one shared encoder, lr --learning_rate, embeddings trained, batches
+    # of 32 of any world, in-batch + 1 mined negative) with the paper's re-mining at every epoch
+    "ours-st-settings": {
+        **OURS,
+        "shared_encoder": True,
+        "learning_rate": None,
+        "freeze_word_embeddings": False,
+        "group_batches_by_world": False,
+    },
 }
 SYSTEMS["som-ours-b16"] = {
     **SYSTEMS["som-ours"],
@@ -134,6 +157,8 @@ SYSTEMS["som-ours-b16"] = {
 }
 DEFAULT_ROWS = [*ST_ROWS, "paper-dual-random", "paper-dual-hard", "ours", "ours-world-pool"]
 KEYS = ("recall@1", "recall@8", "recall@64", "unnormalized_accuracy")
+ALIAS_KEYS = ("alias_accuracy", "alias_prior_accuracy")  # when the processed folder has an alias table
+SHORT = {"unnormalized_accuracy": "acc", "alias_accuracy": "alias acc", "alias_prior_accuracy": "alias+prior"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -182,6 +207,7 @@ class Tables:
     evals: dict  # split -> MentionTable
     eval_entities: object  # EntityTable
     tokenizer: object
+    aliases: object = None  # AliasTable of the processed folder (None: none, or the `pool` variant)
 
 
 def _relabel(dataset, world: str):
@@ -190,6 +216,7 @@ def _relabel(dataset, world: str):
 
 def load_tables(cli: argparse.Namespace, tokenizer) -> Tables:
     """Featurize the processed tables once; the `pool` variant merges the worlds into one retrieval pool."""
+    from data_scripts.aliases import load_aliases
     from data_scripts.featurize import featurize_entities, featurize_mentions, prepare_tokenizer
     from data_scripts.io import load_processed
     from hf_models.index.tables import EntityTable, MentionTable
@@ -228,16 +255,8 @@ def load_tables(cli: argparse.Namespace, tokenizer) -> Tables:
         },
         eval_entities=featurized,
         tokenizer=tokenizer,
+        aliases=load_aliases(cli.dataset_dir) if cli.variant == "world" else None,
     )
-
-
-def decode(tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[str]:
-    """The exact inputs the repo's models see, as text for sentence-transformers ([CLS]/[SEP]/padding dropped)."""
-    texts = []
-    for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True):
-        ids = [i for i, m in zip(ids, mask, strict=True) if m][1:-1]
-        texts.append(tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
-    return texts
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -254,154 +273,17 @@ def evaluate(model, tables: Tables, batch_size: int = 128) -> tuple[dict, float]
         split: evaluate_ranking(rankings[split], mentions, tables.eval_entities, ks=(1, 8, 64))
         for split, mentions in tables.evals.items()
     }
+    if (
+        tables.aliases is not None
+    ):  # alias-restricted accuracy; the prior's weight is tuned on the first eval split
+        from hf_models.index.alias_metrics import evaluate_alias_splits
+
+        alias = evaluate_alias_splits(
+            model, tables.aliases, tables.evals, tables.eval_entities, next(iter(tables.evals)), cross=False
+        )
+        for split, metrics in alias.items():
+            results[split].update(metrics)
     return results, time.perf_counter() - start
-
-
-# --------------------------------------------------------------------------------- sentence-transformers
-def train_sentence_transformers(
-    cli: argparse.Namespace,
-    tables: Tables,
-    encoder: str,
-    train: bool = True,
-    corpus: str = "positives",
-    batch_size: int = 32,
-    learning_rate: float | None = None,
-):
-    """The MNRL baseline; returns it as a DualEncoderModel (mean pooling, shared encoder, cosine x 20).
-
-    ``corpus``: what ``mine_hard_negatives`` searches: ``positives`` (its default: the training pairs' positives)
-    or ``kb`` (every entity of the training worlds; never the evaluation worlds). ``train=False`` stops after
-    ``mine_hard_negatives`` and returns the (anchor, positive, negative) triplets.
-    """
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
-    from sentence_transformers.util import mine_hard_negatives
-
-    from data_scripts.featurize import prepare_tokenizer
-    from hf_models import DualConfig, DualEncoderModel
-
-    tok = tables.tokenizer
-    anchors = decode(tok, tables.train.input_ids, tables.train.attention_mask)
-    entity_texts = decode(tok, tables.train_entities.input_ids, tables.train_entities.attention_mask)
-    positives = [entity_texts[row] for row in tables.train.gold_rows.tolist()]
-    train_worlds = set(tables.train.worlds)
-    kb = [
-        entity_texts[r]
-        for w, rows in tables.train_entities.rows_by_world.items()
-        if w in train_worlds
-        for r in rows
-    ]
-    model = SentenceTransformer(encoder, device="cpu")
-    model.max_seq_length = cli.max_length
-    prepare_tokenizer(model.tokenizer)  # the markers stay single tokens, as in the repo's featurizer
-    pairs = Dataset.from_dict({"anchor": anchors, "positive": positives})
-    triplets = mine_hard_negatives(
-        pairs, model, corpus=kb if corpus == "kb" else None, num_negatives=1, batch_size=128, verbose=False
-    )
-    if not train:
-        return triplets
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(Path(cli.output_dir) / "st"),
-        num_train_epochs=cli.num_train_epochs,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate or cli.learning_rate,
-        bf16=cli.train_bf16,
-        use_cpu=True,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        save_strategy="no",
-        report_to="none",
-        logging_steps=50,
-        seed=cli.seed,
-        disable_tqdm=True,
-    )
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=triplets, loss=MultipleNegativesRankingLoss(model)
-    )
-    trainer.train()
-    backbone = model[0].auto_model
-    config = DualConfig(
-        query_reduction="mean",
-        key_reduction="mean",
-        similarity="cosine",
-        similarity_scale=20.0,
-        shared_encoder=True,
-        mention_encoder=backbone.config.to_dict(),
-        entity_encoder=backbone.config.to_dict(),
-    )
-    retriever = DualEncoderModel(config)
-    state = {k: v for k, v in backbone.state_dict().items() if not k.startswith("pooler.")}
-    retriever.mention_encoder.load_state_dict(state)
-    return retriever, trainer.state.global_step
-
-
-# ---------------------------------------------------------------------------------------------- PyLate
-def run_pylate(cli: argparse.Namespace, tables: Tables, encoder: str) -> tuple[dict, float, float, int]:
-    """PyLate's ColBERT (contrastive loss, in-batch + the same mined hard negative) in its own venv.
-
-    Returns ({split: metrics}, train seconds incl. mining, eval seconds, number of triplets).
-    """
-    import subprocess
-    import tempfile
-
-    from hf_models.index.evaluation import Ranking, evaluate_ranking
-
-    if not cli.pylate_python:
-        raise SystemExit(
-            "--systems pylate needs --pylate_python (a venv with `pip install pylate`, see the docstring)"
-        )
-    start = time.perf_counter()
-    triplets = train_sentence_transformers(cli, tables, encoder, train=False)
-    mining_seconds = time.perf_counter() - start
-    tok, entities = tables.tokenizer, tables.eval_entities
-    entity_texts = decode(tok, entities.input_ids, entities.attention_mask)
-    pools, layout = {}, {}
-    for split, mentions in tables.evals.items():
-        queries = decode(tok, mentions.input_ids, mentions.attention_mask)
-        for world, indices in mentions.indices_by_world().items():
-            rows = entities.rows_by_world[world]
-            pools[f"{split}/{world}"] = {
-                "documents": [entity_texts[r] for r in rows.tolist()],
-                "queries": [queries[i] for i in indices.tolist()],
-            }
-            layout[f"{split}/{world}"] = (split, indices, rows)
-    with tempfile.TemporaryDirectory() as scratch:
-        spec = {
-            "encoder": encoder,
-            "max_length": cli.max_length,
-            "epochs": cli.num_train_epochs,
-            "batch_size": 32,
-            "learning_rate": cli.learning_rate,
-            "seed": cli.seed,
-            "bf16": cli.train_bf16,
-            "k": 64,
-            "output_dir": f"{scratch}/out",
-            "result_file": f"{scratch}/result.json",
-            "triplets": triplets.to_dict(),
-            "pools": pools,
-        }
-        Path(f"{scratch}/spec.json").write_text(json.dumps(spec))
-        peer = Path(__file__).with_name("_pylate_peer.py")
-        subprocess.run([cli.pylate_python, str(peer), f"{scratch}/spec.json"], check=True)
-        result = json.loads(Path(spec["result_file"]).read_text())
-    results = {}
-    for split, mentions in tables.evals.items():
-        rows = torch.full((len(mentions), 64), -1, dtype=torch.long)
-        for name, (pool_split, indices, world_rows) in layout.items():
-            if pool_split != split:
-                continue
-            for i, top in zip(indices.tolist(), result["rankings"][name], strict=True):
-                rows[i, : len(top)] = world_rows[torch.tensor(top, dtype=torch.long)]
-        scores = -torch.arange(64, dtype=torch.float).expand(len(mentions), 64).clone()  # rank order only
-        results[split] = evaluate_ranking(
-            Ranking(rows=rows, scores=scores), mentions, entities, ks=(1, 8, 64)
-        )
-    return results, mining_seconds + result["train_s"], result["eval_s"], len(triplets)
 
 
 # ------------------------------------------------------------------------------------------ this repo
@@ -450,7 +332,7 @@ def train_nce(cli: argparse.Namespace, tables: Tables, name: str, encoder: str):
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    trainer = NCETrainer(model, args, tables.train, tables.train_entities)
+    trainer = NCETrainer(model, args, tables.train, tables.train_entities, aliases=tables.aliases)
     trainer.train()
     return trainer.model, trainer.state.global_step
 
@@ -532,13 +414,22 @@ def print_table(cli: argparse.Namespace, rows: list[dict], tables: Tables) -> No
         f"{torch.get_num_threads()} threads, load average at the end {os.getloadavg()[0]:.2f}\n"
     )
     splits = list(tables.evals)
-    header = " | ".join(f"{s} {k.replace('unnormalized_accuracy', 'acc')}" for s in splits for k in KEYS)
+    keys = KEYS + (ALIAS_KEYS if all(ALIAS_KEYS[0] in row[s] for row in rows for s in splits) else ())
+    if len(keys) > len(KEYS):
+        weights = sorted({row[s]["prior_weight"] for row in rows for s in splits})
+        mfs = rows[0][splits[0]]["alias_mfs_accuracy"]
+        print(
+            f"alias: accuracy among the alias candidates of each mention's key (micro); +prior: score + w log "
+            f"p(entity | alias), w tuned on {splits[0]} per row (chosen: {weights}); most-frequent candidate "
+            f"{mfs:.2f}\n"
+        )
+    header = " | ".join(f"{s} {SHORT.get(k, k)}" for s in splits for k in keys)
     timed = [len(row.get("train_s_all", [])) for row in rows]
     extra = f" train s range ({max(timed)} runs) |" if max(timed, default=1) > 1 else ""
     print(f"| system | {header} | train s | eval s |{extra}")
-    print("|---|" + "---:|" * (len(splits) * len(KEYS) + 2 + bool(extra)))
+    print("|---|" + "---:|" * (len(splits) * len(keys) + 2 + bool(extra)))
     for row in rows:
-        cells = " | ".join(f"{row[s][k]:.2f}" for s in splits for k in KEYS)
+        cells = " | ".join(f"{row[s][k]:.2f}" for s in splits for k in keys)
         times = row.get("train_s_all", [row["train_s"]])
         span = f" {min(times):.0f}-{max(times):.0f} |" if extra else ""
         print(f"| {row['system']} | {cells} | {row['train_s']:.0f} | {row['eval_s']:.0f} |{span}")

@@ -4,6 +4,7 @@ with rerank, and a recipe run on the wsd_dev slice reporting the alias metrics."
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -219,3 +220,27 @@ def test_print_metrics_without_alias_metrics_is_unchanged(capsys):
 
     print_metrics({"val": {"recall@64": 50.0, "recall@1": 10.0, "num_mentions": 4.0}})
     assert "| split | recall@64 | recall@1 | num_mentions |" in capsys.readouterr().out
+
+
+def test_alias_negative_pool_trains_from_the_alias_table_and_needs_one(tmp_path, tiny_bert_dir):
+    """--negative_pool alias draws from the training mentions' alias candidates; without an alias table the
+    recipe stops before training, naming the flag."""
+    from hf_models.recipes.recipe import run_retriever_recipe
+
+    from .test_data_jsonl import _convert
+    from .test_recipes import COMMON
+
+    data = tmp_path / "wsd_dev"
+    _convert(data)
+    argv = ["--config", str(REPO_ROOT / "recipes/configs/kb_dual.yaml"), "--encoder", str(tiny_bert_dir),
+            "--dataset_dir", str(data), *COMMON, "--eval_split", "val", "--test_split", "", "--num_train_epochs", "1",
+            "--negative_pool", "alias", "--num_candidates", "2", "--eval_strategy", "no", "--save_strategy", "no",
+            "--load_best_model_at_end", "false"]  # fmt: skip
+    results = run_retriever_recipe([*argv, "--output_dir", str(tmp_path / "out")])
+    assert "alias_accuracy" in results["val"]
+    (data / "aliases.parquet").unlink()
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest.pop("aliases", None)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="--negative_pool alias needs an alias table"):
+        run_retriever_recipe([*argv, "--output_dir", str(tmp_path / "out2")])

@@ -193,6 +193,29 @@ def test_labeled_pool_draws_only_other_golds_of_the_world(tiny_bert_dir, tiny_el
         _miner(model, tiny_el, pool="labeled", num_negatives=num_negatives + 1)
 
 
+def test_alias_pool_adds_each_mentions_alias_candidates(tiny_bert_dir, tiny_el):
+    """negative_pool='alias': a world's pool is its labeled entities plus its mentions' alias candidates."""
+    _, entities, splits = tiny_el
+    train = splits["train"]
+    # two alias candidates per mention: the next two entities of its world that are not its gold
+    alias_rows = torch.full((len(train), 3), -1, dtype=torch.long)
+    expected: dict[str, set[int]] = {}
+    for i, (world, gold) in enumerate(zip(train.worlds, train.gold_rows.tolist(), strict=True)):
+        others = [r for r in entities.rows_by_world[world].tolist() if r != gold][i % 3 : i % 3 + 2]
+        alias_rows[i, : len(others)] = torch.tensor(others)
+        expected.setdefault(world, set()).update([gold, *others])
+    model = MODEL_BY_ARCHITECTURE["dual"].from_encoder(str(tiny_bert_dir))
+    miner = _miner(model, tiny_el, pool="alias", num_negatives=2, alias_rows=alias_rows)
+    assert {p.name: set(p.entity_rows.tolist()) for p in miner.pools} == {
+        f"{w} (alias)": rows for w, rows in expected.items()
+    }
+    mined = miner.mine(0)
+    for i, row in enumerate(mined.ids.tolist()):
+        assert int(train.gold_rows[i]) not in row and set(row) <= expected[train.worlds[i]]
+    with pytest.raises(ValueError, match="needs alias_rows"):
+        _miner(model, tiny_el, pool="alias", num_negatives=2)
+
+
 def test_pool_too_small_is_refused(tiny_bert_dir, tiny_el):
     with pytest.raises(ValueError, match="negative pool 'alpha' has 12 entities"):
         _miner(

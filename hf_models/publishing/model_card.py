@@ -71,6 +71,7 @@ POOLS = {
     "world": "from the mention's own world",
     "training": "from all entities of the training worlds",
     "labeled": "from the gold entities of the training mentions of the mention's world",
+    "alias": "from the gold and alias-table candidates of the training mentions of the mention's world",
 }
 METRIC = re.compile(r"^(recall@\d+|unnormalized_accuracy|normalized_accuracy)$")
 

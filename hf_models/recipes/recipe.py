@@ -290,6 +290,7 @@ def run_retriever_recipe(argv=None, default_config: str | None = None) -> dict:
         data.splits[data_args.train_split],
         data.entities,
         eval_mentions=data.splits.get(data_args.eval_split),
+        aliases=data.aliases,
         processing_class=tokenizer,
         dataset_name=data_args.dataset_dir,  # a local folder: the card names it, links no Hub dataset
         base_model=encoder_hub_id(model_args.encoder),

@@ -74,13 +74,18 @@ class Pool:
     mention_indices: torch.Tensor
 
 
-def negative_pools(mentions: MentionTable, entities: EntityTable, pool: str) -> list[Pool]:
+def negative_pools(
+    mentions: MentionTable, entities: EntityTable, pool: str, alias_rows: torch.Tensor | None = None
+) -> list[Pool]:
     """The pools negatives are drawn from, each with the mentions that draw from it.
 
     ``training``: one pool of every entity of the training mentions' worlds (sorted); ``world``: one per world
     with all of that world's entities; ``labeled``: one per world with only the entities that are the gold of some
     training mention of that world (sorted rows) -- sentence-transformers' ``mine_hard_negatives`` default corpus
-    (the positives), re-encoded at a fraction of a world's cost.
+    (the positives), re-encoded at a fraction of a world's cost; ``alias``: the labeled entities of a world plus the
+    alias candidates of its training mentions (``alias_rows`` [N, C], global entity rows padded with -1, from
+    :func:`~hf_models.index.alias_metrics.alias_candidates`): the entities a mention's name can refer to, so
+    that the hard negatives are mostly its other senses.
     """
     if pool not in POOLS:
         raise ValueError(f"negative_pool must be one of {POOLS}, got {pool!r}")
@@ -89,6 +94,18 @@ def negative_pools(mentions: MentionTable, entities: EntityTable, pool: str) -> 
         return [Pool(w, entities.rows_by_world[w], idx) for w, idx in by_world.items()]
     if pool == "labeled":
         return [Pool(f"{w} (labeled)", mentions.gold_rows[idx].unique(), idx) for w, idx in by_world.items()]
+    if pool == "alias":
+        if alias_rows is None or len(alias_rows) != len(mentions):
+            raise ValueError(
+                "negative_pool='alias' needs alias_rows [N, C] for the N training mentions (an alias table: "
+                "pass the processed folder's aliases.parquet, see docs/own_kb.md)"
+            )
+        pools = []
+        for w, idx in by_world.items():
+            candidates = alias_rows[idx].flatten()  # [n * C]
+            rows = torch.cat([mentions.gold_rows[idx], candidates[candidates >= 0]]).unique()  # sorted
+            pools.append(Pool(f"{w} (alias)", rows, idx))
+        return pools
     rows = torch.cat([entities.rows_by_world[w] for w in by_world])
     return [Pool("training", rows, torch.arange(len(mentions)))]
 
@@ -105,8 +122,9 @@ class NegativeMiner:
         hard_fraction: share of hard negatives for "mixed" (p / 100).
         seed: base seed; negatives depend only on (seed, epoch, model), never on chunking or process count.
         chunk_size: mentions per chunk (device memory: chunk_size x entity chunk scores).
-        pool: "training" (all entities of all training worlds; Section 6.3), "world" (the mention's world) or
-            "labeled" (the golds of the training mentions of the mention's world).
+        pool: "training" (all entities of all training worlds; Section 6.3), "world" (the mention's world),
+            "labeled" (the golds of the training mentions of the mention's world) or "alias" (those plus the
+            alias candidates of the world's training mentions: ``alias_rows`` [N, C], -1 padded).
     """
 
     def __init__(
@@ -121,6 +139,7 @@ class NegativeMiner:
         seed: int = 0,
         chunk_size: int = 256,
         pool: str = "world",
+        alias_rows: torch.Tensor | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"negatives must be one of {STRATEGIES}, got {strategy!r}")
@@ -139,7 +158,7 @@ class NegativeMiner:
         self.seed = seed
         self.chunk_size = chunk_size
         self.pool = pool
-        self.pools = negative_pools(mentions, entities, pool)
+        self.pools = negative_pools(mentions, entities, pool, alias_rows)
         for p in self.pools:
             if len(p.entity_rows) - 1 < num_negatives:
                 raise ValueError(

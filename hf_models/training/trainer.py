@@ -68,6 +68,7 @@ class NCETrainer(Trainer):
         negative_source: where negatives come from; default: a `NegativeMiner` with the args' strategy.
             Reranker training passes `FixedNegatives` from a retriever's candidate file.
         dataset_name / base_model: recorded in the model card.
+        aliases: the processed folder's ``AliasTable`` (data_scripts.aliases); needed by ``negative_pool: alias``.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class NCETrainer(Trainer):
         negative_source: NegativeSource | None = None,
         dataset_name: str = "",
         base_model: str = "",
+        aliases=None,
         **kwargs,
     ) -> None:
         self.store = NegativesStore()
@@ -126,11 +128,25 @@ class NCETrainer(Trainer):
                 seed=args.seed,
                 chunk_size=args.mining_chunk_size,
                 pool=args.negative_pool,
+                alias_rows=self._alias_rows(aliases),
             )
         self.mining_callback = NegativeMiningCallback(negative_source, self.store)
         self.add_callback(self.mining_callback)
         if self.index is not None:
             self.add_callback(ReleaseEncodingsCallback(self.index))
+
+    def _alias_rows(self, aliases) -> torch.Tensor | None:
+        """The training mentions' alias candidates [N, C] (global rows, -1 padded) for ``negative_pool: alias``."""
+        if self.args.negative_pool != "alias":
+            return None
+        if aliases is None:
+            raise ValueError(
+                "--negative_pool alias needs an alias table: the processed folder has no aliases.parquet (write "
+                "one with python -m data_scripts.jsonl --aliases FILE, docs/own_kb.md) or use another pool"
+            )
+        from ..index.alias_metrics import alias_candidates
+
+        return alias_candidates(aliases, self.train_mentions, self.entities).rows
 
     def _make_index(self, model=None) -> EntityIndex:
         """An EntityIndex over `model` (default: the model being trained) with the args' mining settings."""

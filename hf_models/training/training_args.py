@@ -8,7 +8,7 @@ from transformers import TrainingArguments
 
 NEGATIVE_STRATEGIES = ("random", "hard", "mixed", "topk")
 LOSSES = ("nce", "adjusted")
-NEGATIVE_POOLS = ("training", "world", "labeled")
+NEGATIVE_POOLS = ("training", "world", "labeled", "alias")
 
 
 @dataclass
@@ -131,7 +131,9 @@ class NCETrainingArguments(TrainingArguments):
             "paper's setting, Sections 6.2-6.3, used by the paper recipes) or world (only the mention's own world: "
             "harder, world-specific negatives and cheaper mining, but not the paper's distribution) or labeled (only the "
             "entities of the mention's world that are the gold of some training mention: sentence-transformers' "
-            "mine_hard_negatives default corpus; re-mining costs a fraction of a world's encoding).",
+            "mine_hard_negatives default corpus; re-mining costs a fraction of a world's encoding) or alias (the "
+            "labeled entities plus every alias candidate of the training mentions' alias keys in the mention's world: "
+            "the other senses of each mention's name; needs the processed folder's alias table).",
             "choices": list(NEGATIVE_POOLS),
         },
     )
