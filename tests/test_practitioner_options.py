@@ -164,23 +164,37 @@ def test_reduction_auto_reads_the_sentence_transformers_pooling_config(tmp_path,
         sentence_transformers_pooling(str(tmp_path))
 
 
-def test_cpu_bf16_training_is_warned_about(tmp_path, caplog, monkeypatch):
+@pytest.mark.parametrize(
+    ("flags", "warned"),
+    [
+        ("flags : avx2 fma", True),
+        ("flags : avx512f avx512_bf16", False),
+        ("flags : amx_bf16 amx_tile", False),
+    ],
+)
+def test_cpu_bf16_training_is_warned_about_without_native_bf16(tmp_path, caplog, monkeypatch, flags, warned):
+    """--bf16 on a CPU: warned where bf16 products fall back to the reference GEMM (AVX2 only), not where the CPU
+    has AVX512-BF16 or AMX (there bf16 autocast training is faster than fp32)."""
+    import builtins
+    import io
     import logging
-    from pathlib import Path as _Path
 
+    from hf_models.index.encoding import cpu_has_fast_bf16
     from hf_models.recipes import recipe
 
-    real_read_text = _Path.read_text
+    cpu_has_fast_bf16.cache_clear()
+    real_open = builtins.open
     monkeypatch.setattr(
-        _Path,
-        "read_text",
-        lambda self, *a, **k: (
-            "flags : avx512_bf16" if str(self) == "/proc/cpuinfo" else real_read_text(self, *a, **k)
+        builtins,
+        "open",
+        lambda file, *a, **k: (
+            io.StringIO(flags) if str(file) == "/proc/cpuinfo" else real_open(file, *a, **k)
         ),
     )
     with caplog.at_level(logging.WARNING, logger="hf_models.recipes.recipe"):
         recipe.warn_cpu_bf16_training(tiny_args(tmp_path, bf16=True))
-    assert "--bf16 false" in caplog.text
+    cpu_has_fast_bf16.cache_clear()  # the next caller reads this machine's flags again
+    assert ("--bf16 false" in caplog.text) == warned
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hf_models.recipes.recipe"):
         recipe.warn_cpu_bf16_training(tiny_args(tmp_path, bf16=False))
