@@ -149,6 +149,12 @@ SYSTEMS: dict[str, dict] = {
         "group_batches_by_world": False,
     },
 }
+# the same with the hard negatives drawn from the alias candidates of the training mentions (their other senses)
+SYSTEMS["ours-st-alias"] = {**SYSTEMS["ours-st-settings"], "negative_pool": "alias"}
+# negatives mined once, with the initial model (sentence-transformers' protocol), then K and the pool varied
+SYSTEMS["ours-st-once"] = {**SYSTEMS["ours-st-settings"], "mining_interval": 0}
+SYSTEMS["ours-st-once-K4"] = {**SYSTEMS["ours-st-once"], "num_candidates": 4}
+SYSTEMS["ours-st-once-world"] = {**SYSTEMS["ours-st-once"], "negative_pool": "world"}
 SYSTEMS["som-ours-b16"] = {
     **SYSTEMS["som-ours"],
     **{
@@ -318,6 +324,7 @@ def train_nce(cli: argparse.Namespace, tables: Tables, name: str, encoder: str):
         freeze_word_embeddings=settings["freeze_word_embeddings"],
         group_batches_by_world=settings["group_batches_by_world"],
         num_train_epochs=cli.num_train_epochs,
+        mining_interval=settings.get("mining_interval", 1),
         optim=settings["optim"],
         weight_decay=0.0,
         bf16=cli.train_bf16,

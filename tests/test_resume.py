@@ -94,3 +94,34 @@ def test_negatives_without_fingerprint_are_checked_by_shape() -> None:
     assert negatives_problem(old, expected) is None
     assert "[4, 2], this run needs [5, 2]" in negatives_problem(old, {**expected, "num_mentions": 5})
     assert "entity row 2, this run has 2 entities" in negatives_problem(old, {**expected, "num_entities": 2})
+
+
+def test_mining_interval_zero_mines_once_and_resume_keeps_those_negatives(tmp_path, tiny_bert_dir, tiny_el):
+    """--mining_interval 0: the initial model's negatives serve every epoch; a kill + resume in epoch 1 ends with
+    the uninterrupted run's weights (the carried-over negatives are saved with the checkpoint)."""
+    full = run(tmp_path, tiny_bert_dir, tiny_el, "once", mining_interval=0)
+    assert full.mining_callback.history == [0]
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, tiny_bert_dir, tiny_el, "once-killed", callbacks=[Kill(at_step=8)], mining_interval=0)
+    checkpoint = tmp_path / "once-killed" / "run" / "checkpoint-6"
+    resumed = run(tmp_path, tiny_bert_dir, tiny_el, "once-killed", resume=str(checkpoint), mining_interval=0)
+    assert resumed.mining_callback.history == []
+    for (name, a), (_, b) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name
+    every = run(tmp_path, tiny_bert_dir, tiny_el, "every")
+    assert every.mining_callback.history == [0, 1]
+    assert not torch.equal(every.store.current.ids, full.store.current.ids)  # epoch 1 re-mined vs kept
+
+
+def test_mining_interval_schedule():
+    from hf_models.training.callbacks import NegativeMiningCallback
+    from hf_models.training.collator import NegativesStore
+
+    def schedule(interval: int) -> list[int]:
+        return [e for e in range(6) if NegativeMiningCallback(None, NegativesStore(), interval).due(e)]
+
+    assert schedule(1) == list(range(6)) and schedule(2) == [0, 2, 4] and schedule(0) == [0]
+    with pytest.raises(ValueError, match="mining interval must be >= 0"):
+        NegativeMiningCallback(None, NegativesStore(), -1)

@@ -28,6 +28,7 @@ HYPERPARAMETERS = (
     "negatives",
     "hard_percent",
     "negative_pool",
+    "mining_interval",
     "num_candidates",
     "share_candidates",
     "loss",

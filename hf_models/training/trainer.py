@@ -130,7 +130,7 @@ class NCETrainer(Trainer):
                 pool=args.negative_pool,
                 alias_rows=self._alias_rows(aliases),
             )
-        self.mining_callback = NegativeMiningCallback(negative_source, self.store)
+        self.mining_callback = NegativeMiningCallback(negative_source, self.store, args.mining_interval)
         self.add_callback(self.mining_callback)
         if self.index is not None:
             self.add_callback(ReleaseEncodingsCallback(self.index))

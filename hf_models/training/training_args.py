@@ -96,6 +96,14 @@ class NCETrainingArguments(TrainingArguments):
             "MiniLM about half of the trainable parameters); position embeddings and all layers still train."
         },
     )
+    mining_interval: int = field(
+        default=1,
+        metadata={
+            "help": "Re-mine the negatives at the start of every N-th epoch with the current model (1: every epoch, "
+            "the paper); in the epochs between, the last mined negatives are kept. 0: mine once, with the initial "
+            "model, before the first epoch (what sentence-transformers' mine_hard_negatives recipe does)."
+        },
+    )
     resume_remine_negatives: bool = field(
         default=False,
         metadata={
@@ -175,6 +183,8 @@ class NCETrainingArguments(TrainingArguments):
             raise ValueError(
                 f"total_train_batch_size must be >= 1 or None, got {self.total_train_batch_size}"
             )
+        if self.mining_interval < 0:
+            raise ValueError(f"mining_interval must be >= 0 (0: mine once), got {self.mining_interval}")
         if self.negative_pool not in NEGATIVE_POOLS:
             raise ValueError(f"negative_pool must be one of {NEGATIVE_POOLS}, got {self.negative_pool!r}")
         if self.entity_store_dtype not in ("float32", "float16", "bfloat16"):
