@@ -52,6 +52,7 @@ def train_sentence_transformers(
 
     from data_scripts.featurize import prepare_tokenizer
     from hf_models import DualConfig, DualEncoderModel
+    from hf_models.index.encoding import autocast_for, resolve_encode_dtype
 
     tok = tables.tokenizer
     anchors = decode(tok, tables.train.input_ids, tables.train.attention_mask)
@@ -68,9 +69,12 @@ def train_sentence_transformers(
     model.max_seq_length = cli.max_length
     prepare_tokenizer(model.tokenizer)  # the markers stay single tokens, as in the repo's featurizer
     pairs = Dataset.from_dict({"anchor": anchors, "positive": positives})
-    triplets = mine_hard_negatives(
-        pairs, model, corpus=kb if corpus == "kb" else None, num_negatives=1, batch_size=128, verbose=False
-    )
+    device = torch.device("cpu")
+    # mining encodes under the same autocast as the repo's mining (encode_dtype auto: bf16 where the CPU has it)
+    with torch.inference_mode(), autocast_for(device, resolve_encode_dtype("auto", device)):
+        triplets = mine_hard_negatives(
+            pairs, model, corpus=kb if corpus == "kb" else None, num_negatives=1, batch_size=128, verbose=False
+        )
     if not train:
         return triplets
     args = SentenceTransformerTrainingArguments(

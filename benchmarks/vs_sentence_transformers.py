@@ -155,6 +155,10 @@ SYSTEMS["ours-st-alias"] = {**SYSTEMS["ours-st-settings"], "negative_pool": "ali
 SYSTEMS["ours-st-once"] = {**SYSTEMS["ours-st-settings"], "mining_interval": 0}
 SYSTEMS["ours-st-once-K4"] = {**SYSTEMS["ours-st-once"], "num_candidates": 4}
 SYSTEMS["ours-st-once-world"] = {**SYSTEMS["ours-st-once"], "negative_pool": "world"}
+# the mention side reduced to the mention's own tokens (--reduction span), entities by their mean
+SYSTEMS["ours-span"] = {**SYSTEMS["ours-st-settings"], "reduction": "span"}
+SYSTEMS["ours-span-once"] = {**SYSTEMS["ours-st-once"], "reduction": "span"}
+SYSTEMS["ours-span-alias"] = {**SYSTEMS["ours-st-alias"], "reduction": "span"}
 SYSTEMS["som-ours-b16"] = {
     **SYSTEMS["som-ours"],
     **{

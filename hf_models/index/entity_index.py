@@ -402,12 +402,12 @@ def _check_shortlist(config, backend: str, size: int) -> None:
 
 
 def _is_dot_product(config) -> bool:
-    """dual and multi-m: one mention vector (leftmost or mean), leftmost entity vectors (or one mean vector), hard
+    """dual and multi-m: one mention vector (leftmost, mean or span), leftmost entity vectors (or one mean vector), hard
     (max) attention."""
     return (
         config.direction == "mention_to_entity"
         and config.num_query_vectors == 1
-        and config.query_reduction in ("leftmost", "mean")
+        and config.query_reduction in ("leftmost", "mean", "span")
         and config.key_reduction in ("leftmost", "mean")
         and config.num_key_vectors is not None
         and (config.attention == "hard" or config.num_key_vectors == 1)

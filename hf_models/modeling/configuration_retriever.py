@@ -16,7 +16,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from .input_format import DEFAULT_MARKERS, check_input_format
 
 DIRECTIONS = ("mention_to_entity", "entity_to_mention")
-REDUCTIONS = ("leftmost", "codes", "mean")
+REDUCTIONS = ("leftmost", "codes", "mean", "span")
 ATTENTIONS = ("soft", "hard")
 LOSSES = ("nce", "adjusted")
 SIMILARITIES = ("dot", "cosine")
@@ -29,7 +29,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "direction": "mention_to_entity",
         "num_query_vectors": 1,
         "num_key_vectors": 1,
-        "query_reduction": ("leftmost", "mean"),
+        "query_reduction": ("leftmost", "mean", "span"),
         "key_reduction": ("leftmost", "mean"),
     },
     # F_1(y)^T C_m(x, y): query = leftmost entity vector, keys = m codes over the mention tokens
@@ -88,7 +88,9 @@ class RetrieverConfig(PreTrainedConfig):
         num_key_vectors: m', the key columns kept (None = all tokens).
         query_reduction / key_reduction: "leftmost" (first m columns), "codes" (m learned codes,
             ``E Soft(E^T O)``; at most one side may use codes) or "mean" (one vector, the mean over the unmasked
-            tokens: sentence-transformers' mean pooling, an extension beyond the paper; needs m = 1).
+            tokens: sentence-transformers' mean pooling, an extension beyond the paper; needs m = 1) or "span" (the
+            MENTION side only: the mean over the mention's own tokens, between its start and end markers, whose
+            token ids are ``mention_marker_ids``; a row without a marked span is reduced like "mean"; m = 1).
         attention: "soft" (softmax) or "hard" (one-hot argmax).
         similarity: "dot" (the paper: raw inner products) or "cosine" (every vector L2-normalized, the mention
             side scaled by ``similarity_scale``: a dual then scores ``scale * cos(E(x), F(y))`` in [-scale, scale]).
@@ -101,6 +103,7 @@ class RetrieverConfig(PreTrainedConfig):
         mention_start_marker / mention_end_marker / title_marker: the input format's marker strings (special
             tokens of the saved tokenizer; see ``input_format.InputFormat``).
         max_length: wordpieces per mention and per entity as trained (None = not recorded).
+        mention_marker_ids: the saved tokenizer's ids of the mention start and end markers (needed by "span").
         m: shorthand for the named architecture's size (see ``m_fields``); not stored itself.
     """
 
@@ -125,6 +128,7 @@ class RetrieverConfig(PreTrainedConfig):
     mention_end_marker: str = DEFAULT_MARKERS[1]
     title_marker: str = DEFAULT_MARKERS[2]
     max_length: int | None = None
+    mention_marker_ids: list[int] | None = None
 
     def __post_init__(self, m: int | None = None, **kwargs: Any) -> None:
         if m is not None:
@@ -164,11 +168,13 @@ class RetrieverConfig(PreTrainedConfig):
         for side in ("query", "key"):
             if getattr(self, f"{side}_reduction") == "codes" and getattr(self, f"num_{side}_vectors") is None:
                 raise ValueError(f"num_{side}_vectors: 'codes' reduction needs a number of codes, got None")
-            if getattr(self, f"{side}_reduction") == "mean" and getattr(self, f"num_{side}_vectors") != 1:
+            reduction = getattr(self, f"{side}_reduction")
+            if reduction in ("mean", "span") and getattr(self, f"num_{side}_vectors") != 1:
                 raise ValueError(
-                    f"num_{side}_vectors: 'mean' reduction yields one vector, so it must be 1, "
+                    f"num_{side}_vectors: {reduction!r} reduction yields one vector, so it must be 1, "
                     f"got {getattr(self, f'num_{side}_vectors')!r}"
                 )
+        self._check_span()
         for field, value in PRESETS.get(self.architecture, {}).items():
             allowed = value if isinstance(value, tuple) else (value,)
             if getattr(self, field) not in allowed:
@@ -180,6 +186,27 @@ class RetrieverConfig(PreTrainedConfig):
         check_input_format(
             (self.mention_start_marker, self.mention_end_marker, self.title_marker), self.max_length
         )
+
+    def _check_span(self) -> None:
+        """ "span" reduces the mention side only, with the two marker ids it needs."""
+        if self.side("entity")[0] == "span":
+            raise ValueError(
+                f"{'key' if self.mention_is_query else 'query'}_reduction: 'span' averages the tokens between the "
+                "mention markers; it applies to the mention side only"
+            )
+        ids = self.mention_marker_ids
+        if ids is not None and (
+            not isinstance(ids, (list, tuple))
+            or len(ids) != 2
+            or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids)
+            or ids[0] == ids[1]
+        ):
+            raise ValueError(f"mention_marker_ids must be two different token ids [start, end], got {ids!r}")
+        if self.side("mention")[0] == "span" and ids is None:
+            raise ValueError(
+                "mention_marker_ids: the 'span' reduction needs the token ids of the mention start and end markers "
+                "(build the model with hf_models.recipes.model_setup.build_model, which reads them from the tokenizer)"
+            )
 
     def _check_encoders(self) -> None:
         for field in ("mention_encoder", "entity_encoder"):

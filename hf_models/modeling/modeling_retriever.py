@@ -35,7 +35,14 @@ from .configuration_retriever import (
 )
 from .losses import LOSSES, adjusted_nce_loss, distinct_slots, nce_loss, shared_candidate_scores
 from .modeling_text import RetrieverTextMixin
-from .scoring import Representation, code_reduction, cosine_vectors, general_score, mean_reduction
+from .scoring import (
+    Representation,
+    code_reduction,
+    cosine_vectors,
+    general_score,
+    mean_reduction,
+    span_token_mask,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -173,11 +180,20 @@ class RetrieverModel(RetrieverTextMixin, RetrieverPreTrainedModel):
         return float(self.config.mention_encoder.get("initializer_range", 0.02))
 
     # ------------------------------------------------------------------ encoding
-    def _reduce(self, hidden: torch.Tensor, mask: torch.Tensor, side: str) -> Representation:
-        """Apply one side's reduction to token embeddings [N, T, H] -> Representation [N, L, H]."""
+    def _reduce(
+        self, hidden: torch.Tensor, mask: torch.Tensor, side: str, input_ids: torch.Tensor | None = None
+    ) -> Representation:
+        """Apply one side's reduction to token embeddings [N, T, H] -> Representation [N, L, H] (``input_ids``
+        [N, T]: needed by the "span" reduction, which finds the mention markers in them)."""
         reduction, count = self.config.side(side)
         mask = mask.bool()
-        if reduction == "codes":
+        if reduction == "span":
+            if input_ids is None:
+                raise ValueError("the 'span' reduction needs the input_ids to find the mention markers")
+            start, end = self.config.mention_marker_ids
+            span = span_token_mask(input_ids, mask, start, end)  # [N, T]
+            rep = Representation(vectors=mean_reduction(hidden, span), mask=mask.any(dim=1, keepdim=True))
+        elif reduction == "codes":
             vectors = code_reduction(hidden, mask, self.codes.to(hidden.dtype))  # [N, m, H]
             rep = Representation(vectors=vectors, mask=mask.any(dim=1, keepdim=True).expand(-1, count))
         elif reduction == "mean":
@@ -196,7 +212,7 @@ class RetrieverModel(RetrieverTextMixin, RetrieverPreTrainedModel):
         self, encoder: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, side: str
     ):
         hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [N, T, H]
-        return self._reduce(hidden, attention_mask, side)
+        return self._reduce(hidden, attention_mask, side, input_ids)
 
     def encode_mentions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Representation:
         """Mentions [N, T] -> E(x) reduced per the mention side (query if x -> y, key if y -> x)."""

@@ -3,6 +3,7 @@
 One equation, one function:
 
 * :func:`code_reduction` -- the poly-encoder reduction ``K = E(x) Soft(E(x)^T O)`` (Section 4.2).
+* :func:`span_token_mask` -- the mention's own tokens (between its markers), averaged by the "span" reduction;
 * :func:`mean_reduction` -- one vector, the mean of the unmasked tokens (sentence-transformers' mean pooling; an
   extension of eq. (9)'s reductions, not in the paper).
 * :func:`cosine_vectors` -- the L2-normalized (optionally scaled) vectors of the cosine similarity option.
@@ -236,6 +237,32 @@ def mean_reduction(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     total = hidden.masked_fill(~valid, 0.0).sum(dim=1, keepdim=True)  # [N, 1, H]
     count = valid.sum(dim=1, keepdim=True).clamp(min=1).to(hidden.dtype)  # [N, 1, 1]
     return total / count
+
+
+def span_token_mask(input_ids: torch.Tensor, mask: torch.Tensor, start_id: int, end_id: int) -> torch.Tensor:
+    """The tokens of the mention itself: those after the first ``start_id`` marker and before the next ``end_id``.
+
+    The "span" reduction averages these (:func:`mean_reduction` over this mask): the mention's own contextual
+    token embeddings, as word-sense and entity-linking bi-encoders represent a marked word (not in the paper). A row
+    without a marked, non-empty span keeps its whole ``mask`` (it is then reduced like "mean").
+
+    Args:
+        input_ids: token ids [N, T]; mask [N, T] (False = padding).
+
+    Returns:
+        bool [N, T].
+    """
+    _check(
+        input_ids.shape == mask.shape,
+        "input_ids and mask must both be [N, T]",
+        input_ids=input_ids,
+        mask=mask,
+    )
+    mask = mask.bool()
+    started = (input_ids == start_id).long().cumsum(dim=1) > 0  # [N, T] at or after the first start marker
+    ended = ((input_ids == end_id) & started).long().cumsum(dim=1) > 0  # [N, T] at or after its end marker
+    span = started & ~ended & (input_ids != start_id) & mask  # [N, T]
+    return torch.where(span.any(dim=1, keepdim=True), span, mask)
 
 
 def cosine_vectors(vectors: torch.Tensor, scale: float = 1.0) -> torch.Tensor:

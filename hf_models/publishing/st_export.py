@@ -78,6 +78,12 @@ def check_exportable(model: RetrieverModel) -> None:
             f"only dual retrievers export to sentence-transformers; architecture {config.architecture!r} has "
             f"{config.num_key_vectors} entity vectors (multi-m / som need EntityIndex or FaissIndex instead)"
         )
+    for side in ("mention", "entity"):
+        if config.side(side)[0] not in ("mean", "leftmost"):
+            raise ValueError(
+                f"the {side} side reduces with {config.side(side)[0]!r}: sentence-transformers' Pooling has no such "
+                "mode (only duals with leftmost or mean reductions export; use the retriever itself otherwise)"
+            )
 
 
 def export_sentence_transformer(

@@ -49,7 +49,12 @@ def build_model(model_args: ModelArguments, tokenizer, max_length: int | None = 
                     f"--reduction {model_args.reduction}: only the dual architecture has a choice of reduction, "
                     f"got --architecture {model_args.architecture}"
                 )
-            kwargs.update(query_reduction=reduction, key_reduction=reduction)
+            # span: the mention (query) side averages the mention's own tokens, the entity side all of its tokens
+            kwargs.update(
+                query_reduction=reduction, key_reduction="mean" if reduction == "span" else reduction
+            )
+            if reduction == "span":
+                kwargs["mention_marker_ids"] = mention_marker_ids(tokenizer)
         if model_args.num_vectors is not None:
             kwargs["m"] = model_args.num_vectors
         model = MODEL_BY_ARCHITECTURE[model_args.architecture].from_encoder(
@@ -58,6 +63,15 @@ def build_model(model_args: ModelArguments, tokenizer, max_length: int | None = 
     fit_embeddings(model, tokenizer)
     record_input_format(model, max_length)
     return model
+
+
+def mention_marker_ids(tokenizer) -> list[int]:
+    """The tokenizer's ids of the featurizer's mention start and end markers (each one token)."""
+    from data_scripts.featurize import DEFAULT_MARKERS, marker_ids, prepare_tokenizer
+
+    prepare_tokenizer(tokenizer)
+    ids = marker_ids(tokenizer, DEFAULT_MARKERS)
+    return [int(ids.mention_start), int(ids.mention_end)]
 
 
 def record_input_format(model, max_length: int | None) -> None:

@@ -34,9 +34,10 @@ class ModelArguments:
         default="leftmost",
         metadata={
             "help": "dual only: leftmost (the paper: the [CLS] vector), mean (mean over tokens, "
-            "sentence-transformers' pooling; not in the paper) or auto (the backbone's sentence-transformers pooling "
-            "config when it ships one -- mean or cls -- else leftmost).",
-            "choices": ["leftmost", "mean", "auto"],
+            "sentence-transformers' pooling; not in the paper), span (the mention side averages the mention's own "
+            "tokens between its markers, the entity side all tokens; not in the paper) or auto (the backbone's "
+            "sentence-transformers pooling config when it ships one -- mean or cls -- else leftmost).",
+            "choices": ["leftmost", "mean", "span", "auto"],
         },
     )
     similarity: str = field(
