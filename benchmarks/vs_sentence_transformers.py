@@ -79,7 +79,7 @@ PAPER = {  # the issue's run of recipes/zeshel_dual.py
 # world, shared across batches of 32 mentions of one world (K = 2: own gold + 1 hard; up to 63 negatives per
 # mention), mean pooling, cosine x 20, two encoders (the paper's E and F; one shared encoder measured worse),
 # word-embedding tables fixed, lr 1e-4, fused AdamW.
-OURS = {
+KB_V1 = {  # recipes/configs/kb_dual.yaml until issue 22 (the glossary tables' `ours`, docs/results.md)
     **PAPER,
     "negatives": "hard",
     "negative_pool": "labeled",
@@ -94,9 +94,20 @@ OURS = {
     "shared_encoder": False,
     "optim": "adamw_torch_fused",
 }
-# the previous `ours` (README run A/B/C): batch 16, lr --learning_rate, embeddings trained
+# `ours`: recipes/configs/kb_dual.yaml since issue 22, decided on wsd_dev (docs/results.md#real-data-wsd_dev): KB_V1 with
+# the mention side reduced to the mention's own tokens (span), one shared encoder, lr --learning_rate (5e-5),
+# embeddings trained, batches of 32 of any world
+OURS = {
+    **KB_V1,
+    "reduction": "span",
+    "shared_encoder": True,
+    "learning_rate": None,
+    "freeze_word_embeddings": False,
+    "group_batches_by_world": False,
+}
+# the `ours` before KB_V1 (README run A/B/C): batch 16, lr --learning_rate, embeddings trained
 OURS_B16 = {
-    **OURS,
+    **KB_V1,
     "per_device_train_batch_size": 16,
     "learning_rate": None,
     "freeze_word_embeddings": False,
@@ -106,19 +117,20 @@ SYSTEMS: dict[str, dict] = {
     "paper-dual-random": {**PAPER, "negatives": "random"},
     "paper-dual-hard": {**PAPER, "negatives": "hard"},
     "ours": OURS,
+    "kb-dual-v1": KB_V1,
     # ablations: one change from `ours` each
     "ours-B16": {**OURS, "per_device_train_batch_size": 16},
-    "ours-lr5e-5": {**OURS, "learning_rate": None},
-    "ours-trained-emb": {**OURS, "freeze_word_embeddings": False},
+    "ours-lr1e-4": {**OURS, "learning_rate": 1e-4},
+    "ours-frozen-emb": {**OURS, "freeze_word_embeddings": True},
     "ours-world-pool": {**OURS, "negative_pool": "world"},
     "ours-leftmost": {**OURS, "reduction": "leftmost"},
     "ours-dot": {**OURS, "similarity": "dot"},
-    "ours-shared-encoder": {**OURS, "shared_encoder": True},
+    "ours-two-encoders": {**OURS, "shared_encoder": False},
     "ours-K4": {**OURS, "num_candidates": 4},
     "ours-unshared-K4": {**OURS, "num_candidates": 4, "share_candidates": False},
     "ours-random": {**OURS, "negatives": "random"},
     "ours-warmup10": {**OURS, "warmup_steps": 0.1},
-    "ours-mixed-batches": {**OURS, "group_batches_by_world": False},
+    "ours-world-batches": {**OURS, "group_batches_by_world": True},
     # the previous `ours` (batch 16, lr 5e-5, embeddings trained) and its one-change ablations (README runs A-C)
     "ours-b16": OURS_B16,
     "ours-b16-frozen-emb": {**OURS_B16, "freeze_word_embeddings": True},
@@ -128,7 +140,7 @@ SYSTEMS: dict[str, dict] = {
     "ours-b16-shared-encoder": {**OURS_B16, "shared_encoder": True},
     "som-paper-hard": {**PAPER, "architecture": "som", "negatives": "hard"},
     # `ours` for sum-of-max: a sum of up to T cosines, no extra temperature (as ColBERT / PyLate)
-    "som-ours": {**OURS, "architecture": "som", "reduction": "leftmost", "similarity_scale": 1.0},
+    "som-ours": {**KB_V1, "architecture": "som", "reduction": "leftmost", "similarity_scale": 1.0},
     # the paper's dual at K = 64 with each negative distribution, from the training pool (all training entities)
     **{
         f"paper-K64-{negatives}": {
@@ -139,33 +151,23 @@ SYSTEMS: dict[str, dict] = {
         }
         for negatives in ("random", "hard", "mixed")
     },
-    # the peer's settings inside NCETrainer (one shared encoder, lr --learning_rate, embeddings trained, batches
-    # of 32 of any world, in-batch + 1 mined negative) with the paper's re-mining at every epoch
-    "ours-st-settings": {
-        **OURS,
-        "shared_encoder": True,
-        "learning_rate": None,
-        "freeze_word_embeddings": False,
-        "group_batches_by_world": False,
-    },
+    # KB_V1 with the peer's settings (one shared encoder, lr --learning_rate, embeddings trained, batches of 32 of
+    # any world, in-batch + 1 mined negative), re-mined every epoch (`ours` minus the span reduction)
+    "ours-st-settings": {**OURS, "reduction": "mean"},
 }
-# the same with the hard negatives drawn from the alias candidates of the training mentions (their other senses)
+# the same with other pools / mining intervals / K (issue 22's exploration on wsd_dev)
 SYSTEMS["ours-st-alias"] = {**SYSTEMS["ours-st-settings"], "negative_pool": "alias"}
-# negatives mined once, with the initial model (sentence-transformers' protocol), then K and the pool varied
-SYSTEMS["ours-st-once"] = {**SYSTEMS["ours-st-settings"], "mining_interval": 0}
+SYSTEMS["ours-st-once"] = {**SYSTEMS["ours-st-settings"], "mining_interval": 0}  # mined once, initial model
 SYSTEMS["ours-st-once-K4"] = {**SYSTEMS["ours-st-once"], "num_candidates": 4}
-SYSTEMS["ours-st-once-world"] = {**SYSTEMS["ours-st-once"], "negative_pool": "world"}
-# the mention side reduced to the mention's own tokens (--reduction span), entities by their mean
-SYSTEMS["ours-span"] = {**SYSTEMS["ours-st-settings"], "reduction": "span"}
-SYSTEMS["ours-span-once"] = {**SYSTEMS["ours-st-once"], "reduction": "span"}
-SYSTEMS["ours-span-alias"] = {**SYSTEMS["ours-st-alias"], "reduction": "span"}
+SYSTEMS["ours-once"] = {**OURS, "mining_interval": 0}
+SYSTEMS["ours-alias-pool"] = {**OURS, "negative_pool": "alias"}
 SYSTEMS["som-ours-b16"] = {
     **SYSTEMS["som-ours"],
     **{
-        k: v for k, v in OURS_B16.items() if OURS[k] != v
+        k: v for k, v in OURS_B16.items() if KB_V1[k] != v
     },  # batch 16, lr 5e-5, embeddings trained, mixed batches
 }
-DEFAULT_ROWS = [*ST_ROWS, "paper-dual-random", "paper-dual-hard", "ours", "ours-world-pool"]
+DEFAULT_ROWS = [*ST_ROWS, "paper-dual-random", "paper-dual-hard", "kb-dual-v1", "ours", "ours-world-pool"]
 KEYS = ("recall@1", "recall@8", "recall@64", "unnormalized_accuracy")
 ALIAS_KEYS = ("alias_accuracy", "alias_prior_accuracy")  # when the processed folder has an alias table
 SHORT = {"unnormalized_accuracy": "acc", "alias_accuracy": "alias acc", "alias_prior_accuracy": "alias+prior"}

@@ -8,12 +8,12 @@ Your own knowledge base: JSON lines files of entities, mentions (per split) and 
     python -m data_scripts.jsonl --entities entities.jsonl.gz --mentions train=train.jsonl \
         --mentions val=dev.jsonl --aliases aliases.jsonl.gz --output_dir data/my_kb
 
-Not the paper's settings (those are in the zeshel_* recipes): hard negatives re-mined with the current model at every
-epoch as in the paper, but only from the labeled entities of each mention's world (``negative_pool: labeled``) and
-shared across the batch (in-batch negatives too; each batch holds 32 mentions of one world), mean pooling,
-cosine x 20, K = 2, two encoders with their word-embedding tables fixed, lr 1e-4. On the embedded data it beat sentence-transformers' MNRL recipe on
-accuracy and recall@8 on both variants of benchmarks/vs_sentence_transformers.py, at the same or lower wall time
-(README, "The practitioner's baseline").
+Not the paper's settings (those are in the zeshel_* recipes), decided on real data (wsd_dev, docs/results.md): the
+mention side averages the mention's own tokens (``reduction: span``), one shared encoder, cosine x 20, hard
+negatives re-mined with the current model at every epoch as in the paper but only from the labeled entities of each
+mention's world (``negative_pool: labeled``) and shared across the batch of 32 (in-batch negatives too), K = 2,
+lr 5e-5. On wsd_dev's real dev mentions it beats sentence-transformers' MNRL recipe on recall@64 and world accuracy
+(docs/results.md, "Real data (wsd_dev)").
 """
 
 from hf_models.recipes.recipe import recipe_main
