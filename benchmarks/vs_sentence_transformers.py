@@ -80,8 +80,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--train_bf16",
         action="store_true",
-        help="train every system under bf16 autocast (off: on CPUs without AMX, bf16 autocast TRAINING is ~13x "
-        "slower than fp32 with torch 2.13, see the README; encoding for mining/evaluation uses bf16 either way)",
+        help="train every system under bf16 autocast (on CPUs with AVX512-BF16 or AMX ~3x faster than fp32; on "
+        "AVX2-only CPUs ~13x SLOWER, docs/results.md 'Where the time goes'; encoding for mining/evaluation follows "
+        "encode_dtype auto either way)",
     )
     parser.add_argument(
         "--repeats",
