@@ -73,7 +73,12 @@ def train_sentence_transformers(
     # mining encodes under the same autocast as the repo's mining (encode_dtype auto: bf16 where the CPU has it)
     with torch.inference_mode(), autocast_for(device, resolve_encode_dtype("auto", device)):
         triplets = mine_hard_negatives(
-            pairs, model, corpus=kb if corpus == "kb" else None, num_negatives=1, batch_size=128, verbose=False
+            pairs,
+            model,
+            corpus=kb if corpus == "kb" else None,
+            num_negatives=1,
+            batch_size=128,
+            verbose=False,
         )
     if not train:
         return triplets
