@@ -28,7 +28,12 @@ def clustered(num: int, length: int, dim: int = 32, seed: int = 0) -> Representa
 
 
 def index_with(model, rep: Representation, **kwargs) -> EntityIndex:
-    """An EntityIndex holding `rep` as world "w" (skipping the encoder: backends only see representations)."""
+    """An EntityIndex holding `rep` as world "w" (skipping the encoder: backends only see representations).
+
+    Exact fp32 scoring unless a test asks otherwise: these tests compare backends, not precisions (on a CPU with
+    native bf16, ``score_dtype auto`` scores multi-vector worlds in bf16; tests/test_score_precision.py bounds that).
+    """
+    kwargs.setdefault("score_dtype", "float32")
     index = EntityIndex(model, show_progress=False, **kwargs)
     entry = WorldEntities(entity_ids=[f"e{i}" for i in range(len(rep))], representation=rep)
     entry.faiss_index = index._build_faiss(rep)
@@ -88,7 +93,7 @@ def test_rescore_a_given_shortlist_and_save_load(tmp_path):
     torch.testing.assert_close(scores[1:], full[1:].gather(1, rows[1:]), rtol=1e-5, atol=1e-4)
 
     index.save(tmp_path)
-    loaded = EntityIndex(model, show_progress=False, shortlist_size=32).load(tmp_path)
+    loaded = EntityIndex(model, show_progress=False, shortlist_size=32, score_dtype="float32").load(tmp_path)
     assert loaded.worlds["w"].representation.vectors.dtype == torch.float16
     for got, expected in zip(loaded.search("w", mentions, 8), index.search("w", mentions, 8), strict=True):
         torch.testing.assert_close(got, expected)
