@@ -190,27 +190,34 @@ def manifest_entry(folder: Path) -> dict[str, Any]:
     return {"file": ALIASES_FILE, "rows": pq.ParquetFile(path).metadata.num_rows, "sha256": file_sha256(path)}
 
 
-def check_aliases(directory: Path, manifest: Mapping[str, Any] | None) -> bool:
-    """``aliases.parquet`` agrees with the manifest (listed, same row count and sha256); True when the folder has
-    an alias table. An unlisted, missing or changed file raises :class:`~hf_models.atomic.CorruptFolderError`."""
+def check_aliases(
+    directory: Path, manifest: Mapping[str, Any] | None, remedy: str = "rewrite the dataset"
+) -> bool:
+    """``aliases.parquet`` agrees with the manifest's ``aliases`` entry (listed, sha256 of the bytes); True when the
+    folder has an alias table. An unlisted, missing or changed file raises
+    :class:`~hf_models.atomic.CorruptFolderError`, a malformed entry ValueError; each message ends with ``remedy``
+    (processed folders and linker indexes both keep their alias table this way)."""
     from hf_models.atomic import CorruptFolderError, file_sha256
 
     path, spec = directory / ALIASES_FILE, (manifest or {}).get("aliases")
+    listing = directory / "manifest.json"
     if spec is None:
         if path.exists():
             raise CorruptFolderError(
-                f"{directory}: {path} is not listed in {directory / 'manifest.json'} (a stale or foreign file): "
-                "rewrite the dataset or remove the file"
+                f"{directory}: {path} is not listed in {listing} (a stale or foreign file): {remedy}"
             )
         return False
+    if (
+        not isinstance(spec, Mapping)
+        or spec.get("file") != ALIASES_FILE
+        or not isinstance(spec.get("sha256"), str)
+    ):
+        raise ValueError(f"{listing}: invalid field 'aliases' {spec!r}: {remedy}")
     if not path.exists():
-        raise CorruptFolderError(
-            f"{directory}: {path} is listed in {directory / 'manifest.json'} but missing"
-        )
+        raise CorruptFolderError(f"{directory}: {path} is listed in {listing} but missing: {remedy}")
     if file_sha256(path) != spec["sha256"]:
         raise CorruptFolderError(
-            f"{directory}: {path} does not match its checksum in {directory / 'manifest.json'} (a row was changed "
-            "since it was written): rewrite the dataset"
+            f"{directory}: {path} does not match its checksum in {listing} (changed since it was written): {remedy}"
         )
     return True
 

@@ -21,9 +21,15 @@ from typing import Any
 
 import torch
 
-from data_scripts.aliases import ALIASES_FILE, AliasTable, load_aliases, normalize
+from data_scripts.aliases import (
+    ALIASES_FILE,
+    AliasTable,
+    check_aliases,
+    load_aliases,
+    manifest_entry,
+    normalize,
+)
 
-from ..atomic import CorruptFolderError, file_sha256
 from ..index.entity_index import EntityIndex
 from ..index.evaluation import Ranking
 from ..modeling.scoring import Representation
@@ -88,45 +94,23 @@ def checked_aliases(
 
 
 def save_alias_table(table: AliasTable, folder: Path, prior_weight: float) -> dict[str, Any]:
-    """Write ``folder/aliases.parquet``; returns the index manifest's ``aliases`` entry."""
-    path = folder / ALIASES_FILE
-    table.write(path)
-    return {
-        "file": ALIASES_FILE,
-        "rows": len(table),
-        "sha256": file_sha256(path),
-        "prior_weight": prior_weight,
-    }
+    """Write ``folder/aliases.parquet``; returns the index manifest's ``aliases`` entry (the processed folders'
+    :func:`~data_scripts.aliases.manifest_entry` plus the prior weight)."""
+    table.write(folder / ALIASES_FILE)
+    return {**manifest_entry(folder), "prior_weight": prior_weight}
 
 
 def load_alias_table(folder: Path, entry: Any) -> tuple[AliasTable | None, float]:
     """(alias table, prior weight) of an index folder: (None, 0.0) when its manifest lists none. A changed,
-    missing or unlisted ``aliases.parquet`` is a :class:`~hf_models.atomic.CorruptFolderError` naming it."""
-    path, manifest = folder / ALIASES_FILE, folder / "manifest.json"
-    if entry is None:
-        if path.exists():
-            raise CorruptFolderError(
-                f"{folder}: {path} is not listed in {manifest} (a foreign file): rebuild the index"
-            )
+    missing or unlisted ``aliases.parquet`` is a :class:`~hf_models.atomic.CorruptFolderError` naming it
+    (:func:`~data_scripts.aliases.check_aliases`, as for processed folders)."""
+    if not check_aliases(folder, {"aliases": entry}, remedy="rebuild the index"):
         return None, 0.0
-    if (
-        not isinstance(entry, Mapping)
-        or entry.get("file") != ALIASES_FILE
-        or not isinstance(entry.get("sha256"), str)
-    ):
-        raise ValueError(f"{manifest}: invalid field 'aliases' {entry!r}: rebuild the index with this code")
     try:
         weight = check_prior_weight(entry.get("prior_weight"))
     except ValueError as error:
-        raise ValueError(f"{manifest}: 'aliases': {error}") from error
-    if not path.exists():
-        raise CorruptFolderError(f"{folder}: {path} is listed in {manifest} but missing: rebuild the index")
-    if file_sha256(path) != entry["sha256"]:
-        raise CorruptFolderError(
-            f"{folder}: {path} does not match its checksum in {manifest} (changed since the index was saved): "
-            "rebuild the index or set the alias table again"
-        )
-    return AliasTable.read(path), weight
+        raise ValueError(f"{folder / 'manifest.json'}: 'aliases': {error}") from error
+    return AliasTable.read(folder / ALIASES_FILE), weight
 
 
 # ------------------------------------------------------------------------------------------------ linking
